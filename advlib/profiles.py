@@ -1,0 +1,71 @@
+"""Run profiles: the one place where the size of every experiment is defined.
+
+A notebook's ``parameters`` cell sets ``PROFILE`` to one of ``"smoke"``, ``"cpu"``,
+``"gpu"`` or ``"auto"`` and asks :func:`get_profile` for the sizes. Chapters read the
+fields they need; nothing else in the course hard-codes a data-set size or an epoch count.
+
+Used from chapter 1 onward.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+import torch
+
+PROFILE_NAMES = ("smoke", "cpu", "gpu")
+ENV_VAR = "ADVLIB_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of a run. ``smoke``: seconds, for tests. ``cpu``: real results in minutes on a
+    laptop (the book build). ``gpu``: full data and the literature's settings."""
+
+    name: str
+    mnist_train: int | None  # digits drawn (stratified) for training; None = all the source has
+    mnist_test: int | None
+    linear_epochs: int  # full-batch epochs for the linear models of chapters 1-2
+    eps_points: int  # points on an accuracy-against-epsilon curve
+    eval_size: int | None  # test examples used in attack evaluations; None = all
+    progress: bool  # show progress bars
+
+
+PROFILES = {
+    "smoke": Profile("smoke", mnist_train=600, mnist_test=300, linear_epochs=60,
+                     eps_points=6, eval_size=200, progress=False),
+    "cpu": Profile("cpu", mnist_train=4000, mnist_test=1000, linear_epochs=300,
+                   eps_points=13, eval_size=1000, progress=True),
+    "gpu": Profile("gpu", mnist_train=None, mnist_test=None, linear_epochs=300,
+                   eps_points=21, eval_size=None, progress=True),
+}
+
+
+def resolve_profile_name(name: str = "auto") -> str:
+    """Turn ``"auto"`` into a concrete profile name.
+
+    ``auto`` honours the ``ADVLIB_PROFILE`` environment variable (the book build and the
+    tests set it, so no papermill parameter cell is injected), else picks ``gpu`` when CUDA
+    is available and ``cpu`` otherwise.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"PROFILE must be a string, got {type(name).__name__}")
+    name = name.strip().lower()
+    if name == "auto":
+        name = os.environ.get(ENV_VAR, "").strip().lower() or (
+            "gpu" if torch.cuda.is_available() else "cpu")
+    if name not in PROFILE_NAMES:
+        raise ValueError(
+            f"unknown profile {name!r}: choose one of {', '.join(PROFILE_NAMES)} or 'auto'")
+    return name
+
+
+def get_profile(name: str = "auto") -> Profile:
+    """The :class:`Profile` for ``name`` (``"auto"`` resolved by :func:`resolve_profile_name`)."""
+    return PROFILES[resolve_profile_name(name)]
+
+
+def describe(profile: Profile) -> str:
+    """One line a notebook prints so the reader knows the size of the run."""
+    parts = [f"{f.name}={getattr(profile, f.name)}" for f in fields(profile) if f.name != "name"]
+    return f"profile {profile.name!r}: " + ", ".join(parts)
