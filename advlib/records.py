@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 GLUE_PREFIX = "application/papermill.record/"
-JSON_MIME = "application/json"
+# The "+json" suffix lets nbformat store any JSON value (number, list, dict) under this key.
+JSON_MIME = "application/vnd.advlib.record+json"
 _session: dict[str, Any] = {}
 
 
