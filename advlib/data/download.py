@@ -89,8 +89,8 @@ def download_verified(
 
     ``check(data, url)`` must raise ``ValueError`` (e.g. :class:`ChecksumError`) on bad content;
     its return value is returned. Mirrors are tried in order. Bad content is never written. If
-    every mirror fails, a content error is re-raised as is (it names the file and both hashes),
-    otherwise :class:`DataUnavailableError` lists each mirror and why it failed.
+    every mirror fails, a :class:`ChecksumError` is re-raised as is (it names the file and both
+    hashes), otherwise :class:`DataUnavailableError` lists each mirror and why it failed.
     """
     failures, content_error = [], None
     for url in urls:
@@ -107,7 +107,7 @@ def download_verified(
             continue
         atomic_write(dest, data)
         return result
-    if content_error is not None:
+    if isinstance(content_error, DataUnavailableError):  # a checksum mismatch: say it plainly
         raise content_error
     if not failures:
         raise DataUnavailableError(f"no download URL given for {Path(dest).name}")

@@ -12,7 +12,7 @@ import numpy as np
 
 from ._paths import data_dir, is_offline, shown
 from .download import check_sha256, download_verified
-from .errors import DataUnavailableError
+from .errors import ChecksumError, DataUnavailableError
 from .idx import gunzip, parse_idx, read_raw
 from .images import FASHION_CLASSES, MNIST_CLASSES, ImageData, make_image_data, stratified_indices
 from .manifest import entry
@@ -242,8 +242,10 @@ def load_mnist(
     if source in ("auto", "official"):
         try:
             train, test = _arrays(_official_raw(spec, folder, mirrors, not is_offline()), spec)
-        except DataUnavailableError as exc:
+        except (DataUnavailableError, ValueError) as exc:
             if source == "official":
+                if isinstance(exc, ChecksumError):
+                    raise
                 raise DataUnavailableError(f"{exc}\n{_help(spec, folder, True)}") from exc
             print(f"MNIST: official files not used ({exc}); falling back to the offline sample.")
             reason = exc
@@ -288,7 +290,7 @@ def load_fashion_mnist(
     if source in ("auto", "debian"):
         try:
             train, test = _arrays(_debian_raw(spec), spec)
-        except DataUnavailableError as exc:
+        except (DataUnavailableError, ValueError) as exc:
             reasons.append(str(exc))
         else:
             data = make_image_data(train, test, "debian", spec.classes, n_train, n_test, seed)
@@ -300,7 +302,9 @@ def load_fashion_mnist(
     if source in ("auto", "official"):
         try:
             train, test = _arrays(_official_raw(spec, folder, mirrors, not is_offline()), spec)
-        except DataUnavailableError as exc:
+        except (DataUnavailableError, ValueError) as exc:
+            if source == "official" and isinstance(exc, ChecksumError):
+                raise
             reasons.append(str(exc))
         else:
             data = make_image_data(train, test, "official", spec.classes, n_train, n_test, seed)
