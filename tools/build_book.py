@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 KERNEL_NAME = "python3"
 PROFILE_ENV = "ADVLIB_PROFILE"
 PROFILES = ("smoke", "cpu", "gpu", "auto")
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 # The vendored JavaScript lands in <mirror>/VENDOR_DIR, which _config.yml lists in
 # html_static_path, so it is published as <html>/_static/{mathjax,mermaid}/.
@@ -177,7 +178,9 @@ def execute_notebooks(mirror: Path, profile: str = "auto", root: Path = REPO_ROO
     root, mirror = Path(root).resolve(), Path(mirror).resolve()
     notebooks = notebooks_in_toc(root)
     _check_kernel()
-    env = {"MPLBACKEND": os.environ.get("MPLBACKEND", "Agg"),
+    # Figures reach the book only through the inline backend, which ipykernel picks unless
+    # MPLBACKEND says otherwise: a caller's MPLBACKEND=Agg would silently drop every figure.
+    env = {"MPLBACKEND": INLINE_BACKEND,
            "PYTHONPATH": os.pathsep.join(
                p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
     if profile != "auto":
