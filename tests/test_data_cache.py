@@ -44,7 +44,8 @@ def test_atomic_write_leaves_no_temp_file(tmp_path, monkeypatch):
     target = tmp_path / "sub" / "file.bin"
     atomic_write(target, b"one")
     atomic_write(target, b"two")
-    assert target.read_bytes() == b"two" and [p.name for p in target.parent.iterdir()] == ["file.bin"]
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
 
     def broken_replace(src, dst):
         raise OSError("disk full")
@@ -52,7 +53,8 @@ def test_atomic_write_leaves_no_temp_file(tmp_path, monkeypatch):
     monkeypatch.setattr(_paths.os, "replace", broken_replace)  # the same os module
     with pytest.raises(OSError, match="disk full"):
         atomic_write(target, b"three")
-    assert target.read_bytes() == b"two" and [p.name for p in target.parent.iterdir()] == ["file.bin"]
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
 
 
 def test_download_tries_mirrors_in_order(tmp_path):

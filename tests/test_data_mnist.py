@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import hashlib
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from advlib.data import DataUnavailableError, ImageData, load_mnist
+from advlib.data import ChecksumError, DataUnavailableError, ImageData, load_mnist
 from advlib.data import mnist as mnist_mod
+from data_helpers import LocalServer, dead_url, files_under, idx_files_from_sample
 
 
 @pytest.fixture(autouse=True)
@@ -125,14 +130,6 @@ def test_stratified_indices_proportions():
 
 
 # --- the official path, against a local HTTP server ---------------------------------------
-
-import dataclasses  # noqa: E402
-import gzip  # noqa: E402
-import hashlib  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from advlib.data import ChecksumError  # noqa: E402
-from data_helpers import LocalServer, dead_url, files_under, idx_files_from_sample  # noqa: E402
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -285,7 +282,9 @@ def test_full_mnist_from_the_shared_copy(tmp_path):
     assert data.y_train.bincount().tolist() == [
         5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949,
     ]
-    assert data.y_test.bincount().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert data.y_test.bincount().tolist() == [
+        980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009,
+    ]
     assert data.y_train[:5].tolist() == [5, 0, 4, 1, 9]  # the famous first digits
     # the cache now holds files with the official uncompressed checksums
     spec = mnist_mod.mnist_spec()

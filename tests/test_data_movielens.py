@@ -123,7 +123,9 @@ def official_100k_zip(ml) -> bytes:
             _u_item_line(row, set(row.genres.split("|"))) + "\n"
             for row in ml.items.itertuples(index=False)
         ),
-        "u.user": "".join("|".join(map(str, row)) + "\n" for row in ml.users.itertuples(index=False)),
+        "u.user": "".join(
+            "|".join(map(str, row)) + "\n" for row in ml.users.itertuples(index=False)
+        ),
         "u.genre": "".join(f"{g}|{i}\n" for i, g in enumerate(GENRES_100K)),
     }
     buffer = io.BytesIO()
@@ -139,9 +141,7 @@ def server_100k(recbole_ml, tmp_path_factory):
     folder = tmp_path_factory.mktemp("grouplens")
     blob = official_100k_zip(recbole_ml)
     (folder / "ml-100k.zip").write_bytes(blob)
-    (folder / "evil.zip").write_bytes(
-        make_zip(folder / "tmp.zip", {"ml-100k/u.data": b"1\t1\t5\t0\n", "../evil": b"x"}).read_bytes()
-    )
+    make_zip(folder / "evil.zip", {"ml-100k/u.data": b"1\t1\t5\t0\n", "../evil": b"x"})
     with LocalServer(folder) as server:
         yield server, hashlib.sha256(blob).hexdigest(), folder
 
@@ -171,7 +171,8 @@ def test_wrong_checksum_rejected_cache_clean(server_100k, tmp_path):
     server, sha, _ = server_100k
     with pytest.raises(ChecksumError) as info:
         load_movielens_100k(source="official", url=f"{server.url}/ml-100k.zip", sha256="ab" * 32)
-    assert "ml-100k.zip" in str(info.value) and "ab" * 32 in str(info.value) and sha in str(info.value)
+    message = str(info.value)
+    assert "ml-100k.zip" in message and "ab" * 32 in message and sha in message
     home = tmp_path / "cache" / "movielens"
     assert not home.exists() or files_under(home) == []
 
@@ -277,11 +278,13 @@ def test_movielens_1m_download_and_parse(tmp_path, capsys, monkeypatch):
     ]
     items = ml.items.set_index("item_id")
     assert items.loc[29, "title"] == "Cité des enfants perdus, La (City of Lost Children, The)"
-    assert items.loc[29, "year"] == 1995 and items.loc[661, "genres"] == "Animation|Children's|Musical"
+    assert items.loc[29, "year"] == 1995
+    assert items.loc[661, "genres"] == "Animation|Children's|Musical"
     users = ml.users.set_index("user_id")
     assert users.loc[1, "occupation"] == "K-12 student" and users.loc[1, "age"] == 1
     assert users.loc[2, "occupation"] == "self-employed" and users.loc[2, "gender"] == "M"
-    assert "MovieLens-1M: official GroupLens files (3 ratings, 2 users, 3 items)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "MovieLens-1M: official GroupLens files (3 ratings, 2 users, 3 items)" in out
     # cached: offline works now
     monkeypatch.setenv("ADVLIB_OFFLINE", "1")
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("network"))
@@ -295,3 +298,5 @@ def test_movielens_1m_offline_uncached(monkeypatch, no_network):
     message = str(info.value)
     assert "ml-1m.zip" in message and "ADVLIB_OFFLINE=1" in message and "go online" in message
     assert "recbole" not in message
+    with pytest.raises(ValueError, match="source must be"):
+        load_movielens_1m(source="recbole")

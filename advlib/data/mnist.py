@@ -281,7 +281,8 @@ def load_fashion_mnist(
 
     ``source``: "debian" (files of the Debian package dataset-fashion-mnist), "official" (cache,
     then download from Zalando's mirror or ``$ADVLIB_FASHION_MNIST_MIRRORS``), or "auto" (Debian,
-    then official). Otherwise like :func:`load_mnist`. Used in the transfer exercises.
+    then official). Otherwise like :func:`load_mnist`. Used where a chapter needs a second,
+    harder image data set with the same shape as MNIST.
     """
     _check_source(source, ("auto", "debian", "official"))
     spec = fashion_spec()

@@ -238,10 +238,19 @@ def _official_folder(z: _Zip, cache: Path, allow_download: bool) -> Path:
     return found
 
 
+USER_COLUMNS = ["user_id", "age", "gender", "occupation", "zip_code"]
+RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
+
+
 def _read_100k(folder: Path) -> MovieLens:
-    text = lambda name: (folder / name).read_text(encoding="latin-1")  # noqa: E731
-    ratings = _read_table(text("u.data"), "\t", ["user_id", "item_id", "rating", "timestamp"])
-    raw = _read_table(text("u.item"), "|", ["item_id", "title", "date", "video", "url", *GENRES_100K])
+    """GroupLens' ml-100k files: u.data (tabs), u.item and u.user ('|', latin-1)."""
+
+    def text(name: str) -> str:
+        return (folder / name).read_text(encoding="latin-1")
+
+    ratings = _read_table(text("u.data"), "\t", RATING_COLUMNS)
+    item_columns = ["item_id", "title", "date", "video", "url", *GENRES_100K]
+    raw = _read_table(text("u.item"), "|", item_columns)
     split = [_split_title(t) for t in raw["title"]]
     years = [
         y if y is not None else (int(d[-4:]) if d[-4:].isdigit() else None)
@@ -250,23 +259,29 @@ def _read_100k(folder: Path) -> MovieLens:
     flags = raw[list(GENRES_100K)].astype(int).astype(bool)
     genres = flags.apply(lambda row: "|".join(g for g in GENRES_100K if row[g]), axis=1)
     items = _items_frame(raw["item_id"].astype(int), [t for t, _ in split], years, genres)
-    users = _read_table(text("u.user"), "|", ["user_id", "age", "gender", "occupation", "zip_code"])
+    users = _read_table(text("u.user"), "|", USER_COLUMNS)
     return MovieLens(_typed_ratings(ratings), items, _typed_users(users), "official")
 
 
 def _read_1m(folder: Path) -> MovieLens:
-    def table(name, names):
-        return _read_table((folder / name).read_text(encoding="latin-1").replace("::", "\t"), "\t", names)
+    """GroupLens' ml-1m files: ratings.dat, movies.dat, users.dat ('::', latin-1)."""
 
-    ratings = table("ratings.dat", ["user_id", "item_id", "rating", "timestamp"])
+    def table(name, names):
+        text = (folder / name).read_text(encoding="latin-1").replace("::", "\t")
+        return _read_table(text, "\t", names)
+
+    ratings = table("ratings.dat", RATING_COLUMNS)
     movies = table("movies.dat", ["item_id", "title", "genres"])
     users = table("users.dat", ["user_id", "gender", "age", "occupation", "zip_code"])
     split = [_split_title(t) for t in movies["title"]]
-    items = _items_frame(
-        movies["item_id"].astype(int), [t for t, _ in split], [y for _, y in split], movies["genres"]
-    )
-    users["occupation"] = [OCCUPATIONS_1M[int(c)] for c in users["occupation"]]
-    return MovieLens(_typed_ratings(ratings), items, _typed_users(users), "official", "MovieLens-1M")
+    titles, years = [t for t, _ in split], [y for _, y in split]
+    items = _items_frame(movies["item_id"].astype(int), titles, years, movies["genres"])
+    codes = users["occupation"].astype(int)
+    if not codes.between(0, len(OCCUPATIONS_1M) - 1).all():
+        raise ValueError("MovieLens-1M: unknown occupation codes in users.dat")
+    users["occupation"] = [OCCUPATIONS_1M[c] for c in codes]
+    ratings = _typed_ratings(ratings)
+    return MovieLens(ratings, items, _typed_users(users), "official", "MovieLens-1M")
 
 
 def _help(z: _Zip, cache: Path, recbole: bool) -> str:
@@ -321,15 +336,19 @@ def load_movielens_100k(
 
 
 def load_movielens_1m(
-    cache_dir=None, url: str | None = None, sha256: str | None = None
+    source: str = "auto", cache_dir=None, url: str | None = None, sha256: str | None = None
 ) -> MovieLens:
     """Load MovieLens-1M (1,000,209 ratings, 6,040 users, 3,883 movies), downloading it once.
 
-    Only the official GroupLens zip exists (no offline copy); ``url`` / ``sha256`` replace it
-    (tests, own copies). Raises :class:`DataUnavailableError` when offline and not cached.
-    Used in the scaling exercises.
+    Only the official GroupLens zip exists (no offline copy), so ``source`` "auto" and
+    "official" are the same: cache, then download. ``url`` / ``sha256`` replace the zip (tests,
+    own copies). Raises :class:`DataUnavailableError` when offline and not cached.
+    Used where the recommender chapters scale up from MovieLens-100K.
     """
-    z = _zip_spec("movielens_1m", ("ratings.dat", "movies.dat", "users.dat"), COUNTS_1M, url, sha256)
+    if source not in ("auto", "official"):
+        raise ValueError(f"source must be 'auto' or 'official', not {source!r}")
+    required = ("ratings.dat", "movies.dat", "users.dat")
+    z = _zip_spec("movielens_1m", required, COUNTS_1M, url, sha256)
     cache = data_dir(cache_dir)
     try:
         return _official(z, cache, _read_1m, not is_offline())
