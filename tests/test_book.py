@@ -214,6 +214,18 @@ def test_toc_notebooks_are_found():
     assert pages[0] == "book/intro"
 
 
+def test_a_kernel_that_runs_another_python_is_refused(tmp_path, monkeypatch):
+    spec = tmp_path / "kernels" / "other-python"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": ["/opt/elsewhere/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "another Python", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with pytest.raises(build_book.BookBuildError, match="ipykernel install --sys-prefix"):
+        build_book._check_kernel("other-python")
+    build_book._check_kernel()  # the default kernel is this Python
+
+
 def test_missing_vendored_assets_fail_with_a_clear_message(tmp_path):
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(REPO / name, tmp_path / name)

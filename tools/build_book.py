@@ -338,6 +338,10 @@ def main(argv=None) -> int:
                         help="the book mirror (default: _build/book); HTML in <out>/_build/html")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
     args = parser.parse_args(argv)
+    if args.log_output:  # papermill logs the cells' output through `logging`
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
     mirror = args.out.resolve()
     try:
