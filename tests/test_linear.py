@@ -179,11 +179,15 @@ def separable(seed=0, n=200):
 
 def test_training_learns_and_is_deterministic():
     x, y = separable()
-    w1, b1 = linear.train_logistic(x, y, epochs=50, seed=3)
-    w2, b2 = linear.train_logistic(x, y, epochs=50, seed=3)
-    w3, _ = linear.train_logistic(x, y, epochs=50, seed=4)
+    x[:, :, :, 0] = 0.0  # a column that is black in every training image
+    w1, b1 = linear.train_logistic(x, y, epochs=50)
+    w2, b2 = linear.train_logistic(x, y, epochs=50)
     assert torch.equal(w1, w2) and torch.equal(b1, b2)
-    assert not torch.equal(w1, w3)
+    assert (w1[:, :, 0] == 0).all()  # never lit, never weighted: the attack leaves it alone
+    assert (w1[:, :, 1:] != 0).all()
+    w_more, _ = linear.train_logistic(x, y, epochs=200)
+    loss = lambda w, b: torch.nn.functional.softplus(-y * linear.scores(w, b, x)).mean()  # noqa: E731
+    assert loss(w_more, _) < loss(w1, b1) < math.log(2)  # training lowers the loss from w = 0
     assert w1.shape == x.shape[1:] and b1.dim() == 0
     assert linear.accuracy(w1, b1, x, y) == 1.0
     assert w1[:, :2].mean() > 0 > w1[:, 2:].mean()  # weights point from class −1 to class +1
