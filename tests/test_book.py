@@ -236,6 +236,7 @@ def test_missing_vendored_assets_fail_with_a_clear_message(tmp_path):
         build_book.build_site(tmp_path)
 
 
+@pytest.mark.slow
 def test_sphinx_itself_fails_without_the_vendored_folder(tmp_path):
     """The second guard: even without build_site's check, -W turns the missing
     html_static_path entry into a failed build (one small page, a few seconds)."""
@@ -252,12 +253,14 @@ def test_sphinx_itself_fails_without_the_vendored_folder(tmp_path):
     assert "_vendor" in log, log[-2000:]
 
 
+@pytest.mark.slow
 def test_every_toc_page_is_built(built_site):
     assert (built_site / "index.html").is_file()
     for page in build_book.toc_pages(REPO):
         assert page_html(built_site, page).is_file(), f"{page} was not built"
 
 
+@pytest.mark.slow
 def test_vendored_assets_are_published(built_site):
     assert (built_site / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
     assert (built_site / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
@@ -269,6 +272,7 @@ def test_vendored_assets_are_published(built_site):
     assert "cdn.jsdelivr.net" not in intro and "mathjax@3" not in intro
 
 
+@pytest.mark.slow
 def test_no_injected_parameters_or_raw_myst(built_site):
     for page in build_book.toc_pages(REPO):
         html = page_html(built_site, page).read_text(encoding="utf-8")
@@ -277,6 +281,7 @@ def test_no_injected_parameters_or_raw_myst(built_site):
         assert not leaks, f"{page}: raw MyST in the page text: {leaks}"
 
 
+@pytest.mark.slow
 def test_executed_outputs_show_and_removed_cells_do_not(built_site):
     mirror = built_site.parent.parent
     for source in build_book.notebooks_in_toc(REPO):
@@ -294,6 +299,7 @@ def test_executed_outputs_show_and_removed_cells_do_not(built_site):
                     f"{rel}: a cell tagged remove-cell shows in the page"
 
 
+@pytest.mark.slow
 def test_colab_launch_button_points_at_the_repository(built_site):
     config = build_book.yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
     url, branch = config["repository"]["url"].rstrip("/"), config["repository"]["branch"]
@@ -348,6 +354,7 @@ def _title_of(site: Path, page: str) -> str:
     return parse_html(re.search(r"<h1>(.*?)<a ", html, re.S).group(1)).text.strip()
 
 
+@pytest.mark.slow
 def test_every_page_loads_in_the_browser(browsed, built_site):
     for page in build_book.toc_pages(REPO):
         dom, _ = browsed["pages"][page]
@@ -361,6 +368,7 @@ def test_every_page_loads_in_the_browser(browsed, built_site):
     assert not failed, "the site asked the server for files it does not have:\n" + "\n".join(failed)
 
 
+@pytest.mark.slow
 def test_nothing_is_requested_from_outside(browsed):
     outside = {page: urls for page, (_, urls) in browsed["pages"].items() if urls}
     assert not outside, f"pages requested resources from other hosts: {outside}"
@@ -373,10 +381,12 @@ def _assert_math_and_diagram(dom: str, page: str) -> None:
         f"{page}: no mermaid flowchart was drawn"
 
 
+@pytest.mark.slow
 def test_intro_renders_math_and_the_course_map(browsed):
     _assert_math_and_diagram(browsed["pages"]["book/intro"][0], "book/intro")
 
 
+@pytest.mark.slow
 def test_chapter_1_renders_math_diagram_and_local_figures(browsed, built_site):
     if CHAPTER_1 not in browsed["pages"]:
         pytest.skip(f"{CHAPTER_1} is not in _toc.yml yet")
