@@ -63,6 +63,9 @@ def device(prefer: str = "auto", profile_name: str | None = None) -> torch.devic
 def progress(iterable=None, *, enabled: bool = True, **kwargs):
     """A ``tqdm.auto`` progress bar (a notebook widget in Jupyter, text elsewhere).
 
-    ``enabled=False`` (the smoke profile) returns a bar that draws nothing.
+    ``enabled=False`` (the smoke profile) returns a bar that draws nothing; so does the
+    environment variable ``TQDM_DISABLE=1`` (the book build sets it: a progress widget has
+    no place in a static page).
     """
-    return tqdm(iterable, disable=not enabled, dynamic_ncols=True, **kwargs)
+    off = os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
+    return tqdm(iterable, disable=off or not enabled, dynamic_ncols=True, **kwargs)

@@ -16,7 +16,7 @@ from tools import build_book  # noqa: E402
 import advlib  # noqa: E402
 
 # Notebook runs in tests: tiny sizes, offline data, deterministic source.
-NOTEBOOK_ENV = {"ADVLIB_PROFILE": "smoke", "ADVLIB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+NOTEBOOK_ENV = {"ADVLIB_PROFILE": "smoke", "ADVLIB_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="session")

@@ -162,3 +162,10 @@ def test_strict_mode_raises(monkeypatch):
         exercises.check("9.2", _wrong)
     with pytest.raises(ValueError):
         exercises.check("nine", _right)
+
+
+def test_progress_obeys_tqdm_disable(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert advlib.progress(range(2)).disable
+    monkeypatch.delenv("TQDM_DISABLE")
+    assert not advlib.progress(range(2)).disable

@@ -180,7 +180,8 @@ def execute_notebooks(mirror: Path, profile: str = "auto", root: Path = REPO_ROO
     _check_kernel()
     # Figures reach the book only through the inline backend, which ipykernel picks unless
     # MPLBACKEND says otherwise: a caller's MPLBACKEND=Agg would silently drop every figure.
-    env = {"MPLBACKEND": INLINE_BACKEND,
+    # Progress bars serve interactive runs; in a static page they are noise.
+    env = {"MPLBACKEND": INLINE_BACKEND, "TQDM_DISABLE": "1",
            "PYTHONPATH": os.pathsep.join(
                p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
     if profile != "auto":
