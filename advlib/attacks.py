@@ -1,0 +1,507 @@
+r"""Adversarial attacks on image classifiers: FGSM, PGD (ℓ∞ and ℓ2), random noise and a
+zeroth-order black-box attack (ZOO).
+
+Defined in chapter 3; every later chapter attacks its models with these functions.
+
+Conventions (the same in every function):
+
+* Inputs ``x`` are a batch ``[N, ...]`` of images with values in ``[0, 1]``; ``y`` holds ``N``
+  class indices. Models return **logits**; any normalisation lives inside the model.
+* An attack returns the adversarial examples ``x + delta`` as a new, detached tensor, with
+  ``‖delta‖ ≤ eps`` in the attack's norm and ``x + delta`` clamped to ``[0, 1]``.
+  ``eps = 0`` returns the input unchanged.
+* Attacks put the model in eval mode while they run and restore every submodule's previous
+  mode afterwards. They work inside ``torch.no_grad()`` (gradients are switched on inside), never
+  touch the parameters' ``.grad`` and never change the model.
+* Loss ``"ce"`` is the cross-entropy; ``"cw"`` is the Carlini-Wagner margin
+  ``max_{j≠y} z_j − z_y``. Untargeted attacks *increase* the loss of the true label ``y``;
+  with ``targeted=True`` ``y`` holds the **target** labels and the attack *decreases* the loss
+  towards them.
+* A ``torch.Generator`` makes every random choice (random starts, noise, coordinates)
+  reproducible.
+* Bad arguments raise ``ValueError`` with a plain message: a negative or NaN ``eps``, ``alpha ≤ 0``,
+  ``steps < 1``, ``restarts < 1``, pixels outside ``[0, 1]``, labels that do not match the batch,
+  an unknown norm or loss.
+
+PGD follows Madry et al. (2018) step for step, and with ``random_start=False`` it produces the
+same adversarial examples as torchattacks' ``PGD``/``PGDL2``, foolbox's ``LinfPGD``/``L2PGD`` and
+(where clamping to ``[0, 1]`` does not bind in ℓ2) ART's ``ProjectedGradientDescent``; the
+tests check this. For every ℓ2 step the gradient is normalised per example, the iterate is
+projected onto the ε-ball, then clamped to ``[0, 1]``.
+
+A *transfer* (black-box, surrogate) attack needs no function of its own: run :func:`pgd` on a
+surrogate model you trained yourself, then evaluate the target model on the result, e.g.
+``accuracy(target, pgd(surrogate, x, y, eps, alpha, steps), y)``.
+
+:func:`zoo` is the query-only attack: it sees nothing but the model's outputs and estimates the
+gradient by symmetric finite differences (:func:`zo_gradient`), counting every query.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["fgsm", "pgd", "random_noise", "zoo", "zo_gradient", "attack_loss",
+           "NORMS", "LOSSES"]
+
+NORMS = ("linf", "l2")
+LOSSES = ("ce", "cw")
+
+
+# --------------------------------------------------------------------------- argument checks
+
+def _check_eps(eps) -> float:
+    if isinstance(eps, torch.Tensor):
+        if eps.numel() != 1:
+            raise ValueError(f"eps must be a single number, got a tensor of shape {tuple(eps.shape)}")
+        eps = eps.item()
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise ValueError(f"eps must be a real number, got {eps!r}")
+    eps = float(eps)
+    if math.isnan(eps):
+        raise ValueError("eps is NaN: the size of the perturbation must be a number ≥ 0")
+    if eps < 0:
+        raise ValueError(f"eps must be ≥ 0 (it is the radius of a ball), got {eps}")
+    if math.isinf(eps):
+        raise ValueError("eps must be finite (under ℓ∞, eps = 1 already allows any image)")
+    return eps
+
+
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
+            or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_count(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def _check_inputs(x, y=None) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor of images, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"x must be a batch [N, ...] of inputs, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must hold floating-point pixels in [0, 1], got dtype {x.dtype}")
+    if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
+        raise ValueError("x must hold pixel values in [0, 1] (no NaN): scale images by 1/255 "
+                         "first and keep the normalisation inside the model")
+    if y is None:
+        return
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"y must be a torch.Tensor of class indices, got {type(y).__name__}")
+    if y.dim() != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"y must have shape [{x.shape[0]}] (one label per input), "
+                         f"got {tuple(y.shape)}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer class indices, got dtype {y.dtype}")
+    if y.numel() and y.min() < 0:
+        raise ValueError("labels must be class indices ≥ 0")
+
+
+def _check_logits(logits, y) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != y.shape[0]:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"the model must return logits of shape [N, classes], got {shape}")
+    if y.numel() and y.max() >= logits.shape[1]:
+        raise ValueError(f"label {int(y.max())} is out of range for a model with "
+                         f"{logits.shape[1]} classes")
+
+
+# --------------------------------------------------------------------------- helpers
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Put ``model`` in eval mode inside the ``with`` block and restore the exact previous mode
+    of every submodule afterwards (a model partly in train mode stays so)."""
+    modules = list(model.modules()) if hasattr(model, "modules") else []
+    saved = [(m, m.training) for m in modules]
+    try:
+        for m in modules:
+            m.training = False
+        yield model
+    finally:
+        for m, mode in saved:
+            m.training = mode
+
+
+@contextlib.contextmanager
+def _grad_on():
+    """Gradients on, even inside ``torch.no_grad()`` or ``torch.inference_mode()``."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: str = "ce") -> torch.Tensor:
+    """Per-example loss of ``logits`` for labels ``y``: cross-entropy (``"ce"``) or the
+    Carlini-Wagner margin ``max_{j≠y} z_j − z_y`` (``"cw"``, positive when ``y`` is not the top
+    class). Shape ``[N]``."""
+    if loss == "ce":
+        return F.cross_entropy(logits, y, reduction="none")
+    if loss == "cw":
+        true = logits.gather(1, y[:, None]).squeeze(1)
+        others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
+        return others.max(dim=1).values - true
+    raise ValueError(f"unknown loss {loss!r}: choose one of {', '.join(map(repr, LOSSES))}")
+
+
+def _objective(logits, y, loss, targeted):
+    """What the attacker maximises: the loss of ``y``, or minus the loss of the target."""
+    value = attack_loss(logits, y, loss)
+    return -value if targeted else value
+
+
+def _fooled(logits, y, targeted):
+    """Untargeted: the prediction is not ``y``. Targeted: the prediction is the target ``y``."""
+    pred = logits.argmax(dim=1)
+    return pred == y if targeted else pred != y
+
+
+def _flat_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def _rand(shape, like: torch.Tensor, generator, kind: str) -> torch.Tensor:
+    """Uniform [0, 1) or standard normal numbers drawn on the generator's device, then moved."""
+    dev = generator.device if generator is not None else like.device
+    draw = torch.rand if kind == "uniform" else torch.randn
+    return draw(shape, generator=generator, device=dev, dtype=like.dtype).to(like.device)
+
+
+def _random_start(x: torch.Tensor, eps: float, norm: str, generator) -> torch.Tensor:
+    """``delta`` uniform in the ε-ball: ℓ∞ uniform in ``[-eps, eps]`` per pixel; ℓ2 a uniform
+    direction times ``eps · U^(1/d)`` (uniform in the ball of dimension ``d``)."""
+    if norm == "linf":
+        return (2 * _rand(x.shape, x, generator, "uniform") - 1) * eps
+    direction = _rand(x.shape, x, generator, "normal")
+    direction = direction / _flat_norm(direction).clamp_min(1e-12)
+    d = x[0].numel()
+    radius = _rand((x.shape[0],), x, generator, "uniform").pow(1.0 / d) * eps
+    return direction * radius.view(-1, *([1] * (x.dim() - 1)))
+
+
+def _project(x_adv, x, eps, norm):
+    """Project ``x_adv`` onto the ε-ball around ``x``, then clamp to ``[0, 1]``."""
+    delta = x_adv - x
+    if norm == "linf":
+        delta = torch.clamp(delta, min=-eps, max=eps)
+    else:
+        delta = delta * torch.clamp(eps / _flat_norm(delta).clamp_min(1e-12), max=1.0)
+    return torch.clamp(x + delta, min=0, max=1)
+
+
+def _step(grad, alpha, norm):
+    if norm == "linf":
+        return alpha * grad.sign()
+    return alpha * grad / _flat_norm(grad).clamp_min(1e-12)
+
+
+# --------------------------------------------------------------------------- white-box attacks
+
+def fgsm(model, x, y, eps, *, loss: str = "ce", targeted: bool = False, clip: bool = True):
+    r"""Fast gradient sign method (Goodfellow et al., 2015): one step of size ``eps`` along the
+    sign of the input gradient, ``x + eps · sign(∇ₓ L(f(x), y))`` (minus for a targeted
+    attack), clamped to ``[0, 1]`` unless ``clip=False`` (for teaching: shows the pixels that
+    leave the valid range).
+    """
+    eps = _check_eps(eps)
+    _check_choice("loss", loss, LOSSES)
+    _check_inputs(x, y)
+    if eps == 0 or x.shape[0] == 0:
+        return x.detach().clone()
+    with eval_mode(model), _grad_on():
+        x0 = x.detach().clone().requires_grad_(True)  # cloned with inference mode off
+        logits = model(x0)
+        _check_logits(logits, y)
+        objective = _objective(logits, y, loss, targeted)
+        (grad,) = torch.autograd.grad(objective.sum(), x0)
+    x_adv = x.detach() + eps * grad.sign()
+    return torch.clamp(x_adv, 0, 1).detach() if clip else x_adv.detach()
+
+
+class PGDResult(NamedTuple):
+    """What :func:`_pgd` found. ``x_adv``: the returned examples; ``fooled``: per example, whether
+    any iterate of any restart fooled the model; ``grad_evals``: per-example gradient
+    computations (forward + backward) spent; ``forward_evals``: extra forward-only passes."""
+
+    x_adv: torch.Tensor
+    fooled: torch.Tensor
+    grad_evals: int
+    forward_evals: int
+
+
+def _pgd(model, x, y, eps, alpha, steps, *, norm="linf", restarts=1, random_start=True,
+         loss="ce", targeted=False, generator=None, early_stop=False,
+         track=True) -> PGDResult:
+    """PGD with its bookkeeping; :func:`pgd` documents the arguments.
+
+    Per example, the iterates where the gradient is computed are checked for free (their logits
+    are at hand), and so is the final iterate (one forward pass, skipped when ``track=False``
+    with a single restart and no early stopping). ``fooled`` is therefore "some PGD iterate was
+    misclassified", the same with and without ``early_stop``.
+    """
+    with torch.inference_mode(False):  # also works when called inside torch.inference_mode()
+        return _pgd_body(model, x, y, eps, alpha, steps, norm, restarts, random_start, loss,
+                         targeted, generator, early_stop, track)
+
+
+def _pgd_body(model, x, y, eps, alpha, steps, norm, restarts, random_start, loss, targeted,
+              generator, early_stop, track) -> PGDResult:
+    eps = _check_eps(eps)
+    alpha = _check_positive("alpha", alpha)
+    steps = _check_count("steps", steps)
+    restarts = _check_count("restarts", restarts)
+    _check_choice("norm", norm, NORMS)
+    _check_choice("loss", loss, LOSSES)
+    _check_inputs(x, y)
+    if restarts > 1 and not random_start:
+        raise ValueError("restarts > 1 needs random_start=True (without a random start every "
+                         "restart would repeat the same run)")
+    n = x.shape[0]
+    x = x.detach().clone()  # a normal tensor even when x was made in inference mode
+    y = y.detach().to(x.device).clone()
+    fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
+    if eps == 0 or n == 0:
+        if n and track:
+            with eval_mode(model), torch.no_grad():
+                logits = model(x)
+                _check_logits(logits, y)
+                fooled = _fooled(logits, y, targeted)
+            return PGDResult(x.clone(), fooled, 0, n)
+        return PGDResult(x.clone(), fooled, 0, 0)
+
+    best = x.clone()
+    best_obj = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
+    best_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)  # at the returned point
+    grad_evals = forward_evals = 0
+    need_final = track or restarts > 1 or early_stop
+    with eval_mode(model):
+        for _ in range(restarts):
+            # Noise for every example on every restart, so the generator's stream (and each
+            # example's start) does not depend on which examples early stopping removed.
+            noise = _random_start(x, eps, norm, generator) if random_start else None
+            ids = (~fooled).nonzero().squeeze(1) if early_stop else torch.arange(n, device=x.device)
+            if ids.numel() == 0:
+                continue
+            x0, yy = x[ids], y[ids]
+            xa = torch.clamp(x0 + noise[ids], 0, 1) if random_start else x0.clone()
+            for _ in range(steps):
+                with _grad_on():
+                    xa.requires_grad_(True)
+                    logits = model(xa)
+                    _check_logits(logits, yy)
+                    objective = _objective(logits, yy, loss, targeted)
+                    (grad,) = torch.autograd.grad(objective.sum(), xa)
+                grad_evals += xa.shape[0]
+                xa = xa.detach()
+                now = _fooled(logits.detach(), yy, targeted)
+                if early_stop and now.any():
+                    # Keep the first iterate that fooled the model; stop updating it.
+                    hit = ids[now]
+                    best[hit], best_obj[hit], best_fooled[hit] = xa[now], objective.detach()[now], True
+                    fooled[hit] = True
+                    keep = ~now
+                    ids, x0, yy, xa, grad = ids[keep], x0[keep], yy[keep], xa[keep], grad[keep]
+                    if ids.numel() == 0:
+                        break
+                else:
+                    fooled[ids] |= now
+                xa = _project(xa + _step(grad, alpha, norm), x0, eps, norm)
+            if ids.numel() == 0:
+                continue
+            if not need_final:
+                best[ids] = xa
+                continue
+            with torch.no_grad():
+                logits = model(xa)
+                _check_logits(logits, yy)
+                objective = _objective(logits, yy, loss, targeted)
+                now = _fooled(logits, yy, targeted)
+            forward_evals += xa.shape[0]
+            fooled[ids] |= now
+            # Worst case over restarts: a fooling point first, then the highest loss.
+            better = (now & ~best_fooled[ids]) | ((now == best_fooled[ids]) & (objective > best_obj[ids]))
+            upd = ids[better]
+            best[upd], best_obj[upd], best_fooled[upd] = xa[better], objective[better], now[better]
+    return PGDResult(best.detach(), fooled, grad_evals, forward_evals)
+
+
+def pgd(model, x, y, eps, alpha, steps, *, norm: str = "linf", restarts: int = 1,
+        random_start: bool = True, loss: str = "ce", targeted: bool = False,
+        generator: torch.Generator | None = None, early_stop: bool = False):
+    r"""Projected gradient descent (Madry et al., 2018) in the ℓ∞ or ℓ2 ball of radius ``eps``.
+
+    Each of the ``steps`` iterations moves ``alpha`` along the sign of the gradient (ℓ∞) or
+    along the gradient normalised per example (ℓ2), projects back onto the ε-ball around ``x``
+    and clamps to ``[0, 1]``. With ``random_start`` the run starts at a uniformly random point of
+    the ball (ℓ∞: uniform in ``[-eps, eps]`` per pixel; ℓ2: uniform in the ball), drawn from
+    ``generator`` when given. ``restarts`` runs PGD several times from new random starts and
+    keeps, per example, the worst case: a misclassified result first, else the highest loss.
+
+    ``early_stop=True`` stops updating an example as soon as an iterate is misclassified
+    (targeted: classified as the target) and returns that iterate; later restarts only run on
+    examples not fooled yet. An example that was fooled once cannot count as robust again, so
+    for *evaluation* this only saves work (see :func:`advlib.evaluation.robust_accuracy`). Without
+    it every example runs all steps and the last iterate is returned, as in Madry et al.'s
+    adversarial training and in torchattacks, ART and foolbox.
+
+    Returns the adversarial examples ``x + delta`` (detached).
+    """
+    return _pgd(model, x, y, eps, alpha, steps, norm=norm, restarts=restarts,
+                random_start=random_start, loss=loss, targeted=targeted, generator=generator,
+                early_stop=early_stop, track=False).x_adv
+
+
+def random_noise(x, eps, *, norm: str = "linf", generator: torch.Generator | None = None):
+    r"""The baseline every attack is compared with: a random perturbation of the same size.
+
+    ℓ∞: every pixel moves by ``±eps`` with a random sign. ℓ2: a uniformly random direction
+    scaled to length ``eps``. The result is clamped to ``[0, 1]``.
+    """
+    eps = _check_eps(eps)
+    _check_choice("norm", norm, NORMS)
+    _check_inputs(x)
+    x = x.detach()
+    if eps == 0 or x.shape[0] == 0:
+        return x.clone()
+    if norm == "linf":
+        delta = eps * torch.where(_rand(x.shape, x, generator, "uniform") < 0.5, -1.0, 1.0).to(x.dtype)
+    else:
+        direction = _rand(x.shape, x, generator, "normal")
+        delta = eps * direction / _flat_norm(direction).clamp_min(1e-12)
+    return torch.clamp(x + delta, 0, 1)
+
+
+# --------------------------------------------------------------------------- black box
+
+def zo_gradient(loss_of_x: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *,
+                h: float = 1e-4, coords=None, generator: torch.Generator | None = None,
+                max_rows: int = 8192) -> torch.Tensor:
+    r"""Zeroth-order gradient estimate by coordinate-wise symmetric finite differences (ZOO,
+    Chen et al. 2017): ``ĝ_i = (L(x + h e_i) − L(x − h e_i)) / 2h``.
+
+    ``loss_of_x`` sees only inputs and returns losses: it is called with batches whose length is
+    a multiple of ``len(x)``, made of copies of ``x`` stacked block after block (row ``r``
+    belongs to example ``r % len(x)``), and must return one loss per row, e.g.
+    ``lambda z: F.cross_entropy(model(z), y.repeat(len(z) // len(y)), reduction="none")``.
+
+    ``coords``: ``None`` estimates every coordinate (``2·d`` queries per example); an integer
+    ``k`` picks ``k`` coordinates per example at random (from ``generator``); a LongTensor
+    ``[len(x), k]`` names them. Other coordinates of the estimate are 0. Uses ``2·k`` queries
+    per example, counted in batches of at most ``max_rows`` rows.
+    """
+    h = _check_positive("h", h)
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
+        raise ValueError("x must be a floating-point batch [N, ...]")
+    n, d = x.shape[0], x[0].numel()
+    idx = _coordinates(coords, n, d, x, generator)
+    k = idx.shape[1]
+    flat = x.detach().reshape(n, d)
+    grad = torch.zeros_like(flat)
+    per_call = max(1, max_rows // (2 * n))
+    with torch.no_grad():
+        for start in range(0, k, per_call):
+            cols = idx[:, start:start + per_call]  # [n, m]
+            m = cols.shape[1]
+            rows = flat.unsqueeze(0).repeat(2 * m, 1, 1)  # [2m, n, d]: +h block then −h block
+            bump = torch.zeros(m, n, d, dtype=x.dtype, device=x.device)
+            bump.scatter_(2, cols.t().unsqueeze(2), h)
+            rows[:m] += bump
+            rows[m:] -= bump
+            losses = loss_of_x(rows.reshape(2 * m * n, *x.shape[1:]))
+            losses = losses.reshape(2, m, n).to(x.dtype)
+            estimate = (losses[0] - losses[1]) / (2 * h)  # [m, n]
+            grad.scatter_(1, cols, estimate.t())
+    return grad.reshape(x.shape)
+
+
+def _coordinates(coords, n, d, x, generator):
+    if coords is None:
+        return torch.arange(d, device=x.device).expand(n, d)
+    if isinstance(coords, torch.Tensor):
+        if coords.dim() != 2 or coords.shape[0] != n or coords.is_floating_point():
+            raise ValueError(f"coords must be a LongTensor [{n}, k] of coordinate indices")
+        if coords.numel() and (coords.min() < 0 or coords.max() >= d):
+            raise ValueError(f"coordinate indices must lie in [0, {d})")
+        return coords.to(x.device, torch.long)
+    k = _check_count("coords", coords)
+    if k > d:
+        raise ValueError(f"coords={k} is more than the {d} coordinates of an input")
+    scores = _rand((n, d), x, generator, "uniform")
+    return scores.argsort(dim=1)[:, :k]
+
+
+def zoo(model, x, y, eps, *, norm: str = "linf", queries: int = 20_000, h: float = 1e-4,
+        coords_per_step: int = 128, alpha: float | None = None, loss: str = "cw",
+        targeted: bool = False, generator: torch.Generator | None = None,
+        early_stop: bool = True, return_queries: bool = False):
+    r"""Zeroth-order black-box attack in the spirit of ZOO (Chen et al., AISec 2017): it uses
+    only the model's outputs (logits or scores), never its gradients.
+
+    Each iteration queries the current point once and ``x ± h·e_i`` for ``coords_per_step``
+    random coordinates ``i`` (``2·coords_per_step + 1`` queries, 257 for the default 128, as in
+    ZOO), estimates those coordinates of the gradient of ``loss`` (:func:`zo_gradient`) and takes a
+    step of size ``alpha`` (default ``eps / 4``) on them: along the sign (ℓ∞) or the normalised
+    estimate (ℓ2), then projects onto the ε-ball and clamps to ``[0, 1]``. The per-example budget
+    ``queries`` is enforced: the last iteration uses fewer coordinates when fewer queries are
+    left, and an example stops when not even one coordinate fits. With ``early_stop`` (default)
+    an example stops as soon as the queried current point fools the model.
+
+    Returns the adversarial examples, or ``(x_adv, queries_used)`` with ``return_queries=True``
+    (``queries_used``: a LongTensor, model evaluations spent on each example).
+    """
+    eps = _check_eps(eps)
+    _check_choice("norm", norm, NORMS)
+    _check_choice("loss", loss, LOSSES)
+    budget = _check_count("queries", queries)
+    coords_per_step = _check_count("coords_per_step", coords_per_step)
+    h = _check_positive("h", h)
+    alpha = eps / 4 if alpha is None else _check_positive("alpha", alpha)
+    _check_inputs(x, y)
+    n, d = x.shape[0], x[0].numel()
+    x = x.detach()
+    y = y.detach().to(x.device)
+    used = torch.zeros(n, dtype=torch.long, device=x.device)
+    if eps == 0 or n == 0:
+        return (x.clone(), used) if return_queries else x.clone()
+    x_adv = x.clone()
+    active = torch.arange(n, device=x.device)
+    with eval_mode(model), torch.no_grad():
+        while active.numel():
+            left = budget - used[active[0]].item()  # every active example has spent the same
+            k = min(coords_per_step, d, (left - 1) // 2)
+            if k < 1:
+                break
+            xa, ya = x_adv[active], y[active]
+            logits = model(xa)
+            _check_logits(logits, ya)
+            used[active] += 1
+            if early_stop:
+                keep = ~_fooled(logits, ya, targeted)
+                active, xa, ya = active[keep], xa[keep], ya[keep]
+                if active.numel() == 0:
+                    break
+
+            def loss_of_x(z, ya=ya):
+                return _objective(model(z), ya.repeat(z.shape[0] // ya.shape[0]), loss, targeted)
+
+            grad = zo_gradient(loss_of_x, xa, h=h, coords=k, generator=generator)
+            used[active] += 2 * k
+            x_adv[active] = _project(xa + _step(grad, alpha, norm), x[active], eps, norm)
+    x_adv = x_adv.detach()
+    return (x_adv, used) if return_queries else x_adv
