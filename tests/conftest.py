@@ -47,3 +47,18 @@ def built_site(smoke_mirror) -> Path:
     """The HTML site built with ``jupyter-book build -W`` from the smoke-profile runs."""
     build_book.stage_book(smoke_mirror, root=REPO)
     return build_book.build_site(smoke_mirror)
+
+
+@pytest.fixture(scope="session")
+def book_records() -> dict[str, dict]:
+    """Records of the book's own run (cpu or gpu profile), for the bands the book shows.
+
+    ``make book`` sets ``ADVLIB_BOOK_MIRROR`` to the mirror it executed and runs the tests
+    marked ``book``; elsewhere they are skipped.
+    """
+    mirror = os.environ.get("ADVLIB_BOOK_MIRROR")
+    if not mirror:
+        pytest.skip("runs after `make book` (ADVLIB_BOOK_MIRROR names the executed mirror)")
+    paths = sorted((Path(mirror) / "notebooks").glob("*.ipynb"))
+    assert paths, f"no executed notebooks under {mirror}"
+    return {path.stem: advlib.read_records(path) for path in paths}

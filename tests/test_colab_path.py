@@ -34,8 +34,8 @@ def test_chapter_1_runs_from_a_bare_colab_like_environment(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     _pip(venv, TORCH, "numpy", "matplotlib", "ipykernel")
     probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import advlib"],
-                           capture_output=True, text=True)
-    assert probe.returncode != 0, "the fresh environment must not have advlib yet"
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert "No module named 'advlib'" in probe.stderr, "the fresh environment must lack advlib"
 
     # What a clone from GitHub contains that pip needs: the package and its metadata.
     source = tmp_path / "checkout"
@@ -69,6 +69,6 @@ def test_chapter_1_runs_from_a_bare_colab_like_environment(tmp_path):
                 os.environ[key] = value
     installed = subprocess.run([str(venv / "bin" / "python"), "-c",
                                 "import advlib, pathlib; print(pathlib.Path(advlib.__file__))"],
-                               capture_output=True, text=True, check=True).stdout
+                               capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert str(venv) in installed, "advlib must come from the fresh environment, not the checkout"
     assert advlib.read_records(out).get("clean_acc", 0) > 0.9
