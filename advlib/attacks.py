@@ -252,7 +252,7 @@ def _pgd(model, x, y, eps, alpha, steps, *, norm="linf", restarts=1, random_star
 
     Per example, the iterates where the gradient is computed are checked for free (their logits
     are at hand), and so is the final iterate (one forward pass, skipped when ``track=False``
-    with a single restart and no early stopping). ``fooled`` is therefore "some PGD iterate was
+    with a single restart). ``fooled`` is therefore "some PGD iterate was
     misclassified", the same with and without ``early_stop``.
     """
     with torch.inference_mode(False):  # also works when called inside torch.inference_mode()
@@ -289,7 +289,7 @@ def _pgd_body(model, x, y, eps, alpha, steps, norm, restarts, random_start, loss
     best_obj = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
     best_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)  # at the returned point
     grad_evals = forward_evals = 0
-    need_final = track or restarts > 1 or early_stop
+    need_final = track or restarts > 1  # one restart: the last iterate is returned as it is
     with eval_mode(model):
         for _ in range(restarts):
             # Noise for every example on every restart, so the generator's stream (and each
