@@ -14,6 +14,7 @@ import torch
 
 from advlib.data import ChecksumError, DataUnavailableError, ImageData, load_mnist
 from advlib.data import mnist as mnist_mod
+from advlib.data._paths import shown
 from data_helpers import LocalServer, dead_url, files_under, idx_files_from_sample
 
 
@@ -167,7 +168,7 @@ def test_download_then_cache_without_network(mirror, tmp_path, capsys, monkeypat
     for name, content in raw.items():
         assert gzip.decompress((_cache(tmp_path) / f"{name}.gz").read_bytes()) == content
     assert capsys.readouterr().out.strip() == (
-        f"MNIST: official IDX files (4,000 train / 1,000 test), cached in {_cache(tmp_path)}"
+        f"MNIST: official IDX files (4,000 train / 1,000 test), cached in {shown(_cache(tmp_path))}"
     )
     server.stop()
 
