@@ -1,6 +1,8 @@
-r"""Linear classifiers on images and their exact worst case under an ℓ∞ budget.
+r"""Linear models and their exact worst case: classifiers on images (chapter 1) and linear
+regression under ℓ∞ and ℓ2 perturbations (chapter 2).
 
-Defined in chapter 1; chapter 2 adds linear regression.
+Defined in chapter 1; chapter 2 adds linear regression (the section "Defined in chapter 2" at
+the end of this module).
 
 A binary linear classifier scores an image ``x`` (any shape, values in ``[0, 1]``) with
 ``f(x) = <w, x> + b``; ``w`` has the shape of one image. **Labels are ±1** (``y ∈ {−1, +1}``),
@@ -15,6 +17,27 @@ noise of the same size that ignores the model, the baseline it is compared with.
 
 Every function checks its input and raises ``ValueError`` with a plain message on a negative or
 NaN ``eps``, images outside ``[0, 1]``, labels that are not ±1, or shapes that do not match.
+
+Defined in chapter 2
+--------------------
+Linear regression ``f(x) = <theta, x> + b`` on real features ``x`` (a batch ``[N, d]``, no box:
+e.g. standardised features) with real targets ``y`` (shape ``[N]``). The adversary adds ``delta``
+with ``‖delta‖ ≤ eps`` to the **input**; the target stays. With the residual
+``r = <theta, x> + b − y`` the inner maximisation of the squared error has a closed form
+(Hölder's inequality, attained):
+
+.. math:: \max_{\|\delta\|_\infty \le \epsilon} (r + \langle\theta, \delta\rangle)^2
+          = (|r| + \epsilon\|\theta\|_1)^2, \qquad
+          \max_{\|\delta\|_2 \le \epsilon} (r + \langle\theta, \delta\rangle)^2
+          = (|r| + \epsilon\|\theta\|_2)^2 .
+
+The intercept ``b`` multiplies no feature, so no perturbation reaches it and it is not in the
+norm. :func:`robust_squared_loss` computes the worst case, :func:`worst_case_regression_delta`
+returns the maximiser, :func:`robust_regression_path` and :func:`fit_robust_regression` minimise
+the worst case over ``(theta, b)`` (full-batch Adam from a fixed start: deterministic), and
+:func:`robust_regression_threshold` is the ``eps`` from which the robust fit is ``theta = 0``.
+These functions raise ``ValueError`` on a negative, NaN or infinite ``eps``, an unknown norm,
+non-finite values or shapes that do not match.
 """
 from __future__ import annotations
 
@@ -32,6 +55,11 @@ __all__ = [
     "worst_case_linf", "random_linf", "worst_case_l2", "accuracy_curve", "breaking_eps",
     "check_flip_eps", "check_worst_case", "check_random_noise", "check_worst_case_l2",
     "check_translate",
+    # chapter 2: linear regression
+    "REGRESSION_NORMS", "residuals", "dual_norm", "robust_squared_loss",
+    "worst_case_regression_delta", "robust_regression_threshold", "robust_regression_path",
+    "fit_robust_regression", "check_descent_step", "check_worst_case_regression",
+    "check_robust_loss_l2", "check_last_survivor",
 ]
 
 
@@ -438,3 +466,373 @@ def check_translate(translate: Callable) -> bool:
                 f"(dx, dy) = ({dx}, {dy}) gives the wrong image: dx > 0 moves right, dy > 0 moves down")
 
     return check("1.5", assertions)
+
+
+# =========================================================================== chapter 2
+# Defined in chapter 2: linear regression under ℓ∞ and ℓ2 perturbations of the input.
+
+REGRESSION_NORMS = ("linf", "l2")
+
+
+def _check_norm(norm) -> str:
+    if not isinstance(norm, str) or norm not in REGRESSION_NORMS:
+        raise ValueError(f"norm must be one of {', '.join(map(repr, REGRESSION_NORMS))}, got {norm!r}")
+    return norm
+
+
+def _check_regression_eps(eps) -> float:
+    value = eps.item() if isinstance(eps, torch.Tensor) and eps.numel() == 1 else eps
+    if (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isinf(value) and value > 0):
+        raise ValueError("eps must be finite: an unbounded perturbation makes every squared error infinite")
+    return _check_eps(eps)
+
+
+def _check_features(x) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor of features [N, d], got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape [N, d] (one row of d features per example), "
+                         f"got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must hold floating-point features, got dtype {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or infinite values")
+
+
+def _check_targets(y, n: int) -> None:
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"y must be a torch.Tensor of targets, got {type(y).__name__}")
+    if y.dim() != 1 or y.shape[0] != n:
+        raise ValueError(f"y must have shape [{n}] (one target per row of x), got {tuple(y.shape)}")
+    if not torch.isfinite(y).all():
+        raise ValueError("y contains NaN or infinite values")
+
+
+def _check_theta(theta, d: int) -> None:
+    if not isinstance(theta, torch.Tensor):
+        raise ValueError(f"theta must be a torch.Tensor of shape [{d}], got {type(theta).__name__}")
+    if theta.dim() != 1 or theta.shape[0] != d:
+        raise ValueError(f"theta has shape {tuple(theta.shape)} but x has {d} features: "
+                         f"it must have shape [{d}]")
+    if not torch.isfinite(theta).all():
+        raise ValueError("theta contains NaN or infinite values")
+
+
+def _check_bias(b):
+    if isinstance(b, torch.Tensor):
+        if b.numel() != 1:
+            raise ValueError(f"b must be a single number, got a tensor of shape {tuple(b.shape)}")
+        if not torch.isfinite(b).all():
+            raise ValueError("b is NaN or infinite")
+        return b.reshape(())
+    if isinstance(b, bool) or not isinstance(b, numbers.Real) or not math.isfinite(b):
+        raise ValueError(f"b must be a finite real number, got {b!r}")
+    return float(b)
+
+
+def _check_regression(theta, b, x, y):
+    _check_features(x)
+    _check_theta(theta, x.shape[1])
+    _check_targets(y, x.shape[0])
+    return _check_bias(b)
+
+
+def residuals(theta: torch.Tensor, b, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``r = <theta, x> + b − y`` for each example: shape ``[N]``, in the dtype of ``x``."""
+    b = _check_regression(theta, b, x, y)
+    return x @ theta.to(x.dtype) + b - y.to(x.dtype)
+
+
+def dual_norm(theta: torch.Tensor, norm: str = "linf") -> torch.Tensor:
+    """The norm of ``theta`` that an attack in ``norm`` makes the model pay: ``‖theta‖₁`` for an
+    ℓ∞ attack, ``‖theta‖₂`` for an ℓ2 attack (the dual norm). A 0-d tensor (differentiable)."""
+    _check_norm(norm)
+    if not isinstance(theta, torch.Tensor) or theta.dim() != 1:
+        raise ValueError("theta must be a 1-D torch.Tensor")
+    return theta.abs().sum() if norm == "linf" else torch.linalg.vector_norm(theta)
+
+
+def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "none":
+        return values
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def robust_squared_loss(theta: torch.Tensor, b, x: torch.Tensor, y: torch.Tensor, eps: float,
+                        norm: str = "linf", reduction: str = "mean") -> torch.Tensor:
+    r"""The worst-case squared error of linear regression, in closed form:
+
+    .. math:: \max_{\|\delta_i\| \le \epsilon} \big(\langle\theta, x_i+\delta_i\rangle + b - y_i\big)^2
+              = \big(|r_i| + \epsilon\,\|\theta\|_*\big)^2,
+
+    with ``‖·‖_*`` the dual norm (``‖theta‖₁`` for ``norm="linf"``, ``‖theta‖₂`` for ``"l2"``).
+    Why: ``r + <theta, delta>`` ranges over ``[r − eps‖theta‖_*, r + eps‖theta‖_*]`` (Hölder,
+    with equality at :func:`worst_case_regression_delta`), and the square is largest at the end
+    farther from 0. ``eps = 0`` gives the plain squared error. ``reduction``: ``"mean"`` (the
+    worst-case MSE), ``"sum"`` or ``"none"`` (shape ``[N]``). Differentiable in ``theta`` and ``b``.
+    """
+    _check_norm(norm)
+    eps = _check_regression_eps(eps)
+    r = residuals(theta, b, x, y)
+    return _reduce((r.abs() + eps * dual_norm(theta.to(x.dtype), norm)) ** 2, reduction)
+
+
+def worst_case_regression_delta(theta: torch.Tensor, b, x: torch.Tensor, y: torch.Tensor,
+                                eps: float, norm: str = "linf") -> torch.Tensor:
+    """The perturbation that attains :func:`robust_squared_loss`: shape ``[N, d]``, detached.
+
+    It pushes the prediction further from the target: ``s = sign(r)`` (``+1`` where ``r = 0``),
+    then ``delta = eps · s · sign(theta)`` for ℓ∞ (a corner of the cube; 0 where
+    ``theta_j = 0``) and ``delta = eps · s · theta / ‖theta‖₂`` for ℓ2 (0 when ``theta = 0``).
+    No box: the features are real numbers. The target is never perturbed.
+    """
+    _check_norm(norm)
+    eps = _check_regression_eps(eps)
+    r = residuals(theta, b, x, y).detach()
+    t = theta.detach().to(x.dtype)
+    s = torch.where(r >= 0, 1.0, -1.0).to(x.dtype).unsqueeze(1)
+    if norm == "linf":
+        direction = torch.sign(t)
+    else:
+        size = torch.linalg.vector_norm(t)
+        direction = t / size if size > 0 else torch.zeros_like(t)
+    return (eps * s * direction.unsqueeze(0)).detach()
+
+
+def robust_regression_threshold(x: torch.Tensor, y: torch.Tensor, norm: str = "linf") -> float:
+    r"""The smallest ``eps`` from which the robust fit is ``theta = 0`` (and ``b = mean(y)``):
+
+    .. math:: \bar\epsilon = \frac{\|X^\top (y - \bar y)\|_{\star\star}}{\|y - \bar y\|_1},
+
+    with ``‖·‖_{★★}`` the norm dual to the penalty: ``‖·‖∞`` for an ℓ∞ attack (penalty ℓ1), ``‖·‖₂``
+    for an ℓ2 attack. At ``theta = 0, b = ȳ`` the slope of the worst-case loss in a direction
+    ``v`` is ``2 (−<v, Xᵀ(y − ȳ)> + eps ‖v‖ ‖y − ȳ‖₁)``, which is ≥ 0 in every direction exactly
+    when ``eps ≥ eps_bar`` (Hölder again). Like the ``lambda_max`` of the lasso. Returns 0 for a
+    constant target.
+    """
+    _check_norm(norm)
+    _check_features(x)
+    _check_targets(y, x.shape[0])
+    centred = y.to(x.dtype) - y.to(x.dtype).mean()
+    spread = centred.abs().sum()
+    if spread == 0:
+        return 0.0
+    pull = x.T @ centred
+    top = pull.abs().max() if norm == "linf" else torch.linalg.vector_norm(pull)
+    return (top / spread).item()
+
+
+def robust_regression_path(x: torch.Tensor, y: torch.Tensor, eps_grid: Sequence[float],
+                           norm: str = "linf", *, epochs: int, lr: float = 0.05,
+                           lr_final: float = 1e-4):
+    """Minimise the worst-case MSE :func:`robust_squared_loss` over ``(theta, b)`` for every
+    ``eps`` of ``eps_grid`` at once. Returns ``(theta, b)``: shapes ``[E, d]`` and ``[E]``.
+
+    Full-batch Adam from ``theta = 0, b = mean(y)``, the step size decaying geometrically from
+    ``lr`` to ``lr_final`` so that coefficients whose optimum is 0 (the objective has kinks there,
+    like the lasso) settle within about ``lr_final`` of it. The objective is convex. The fits for
+    different ``eps`` do not interact (Adam acts coordinate by coordinate and the total loss is a
+    sum), so one batched run equals ``E`` separate ones. Deterministic: fixed start, full batch.
+    ``eps = 0`` is ordinary least squares, which has no kink and is solved exactly instead
+    (``torch.linalg.lstsq``; Adam converges slowly on correlated features). Use standardised
+    features and targets so that one ``lr`` suits every coefficient. The problem is tiny, so
+    the loop runs on one CPU thread (restored afterwards): thread start-up would cost more than
+    the arithmetic.
+    """
+    _check_norm(norm)
+    _check_features(x)
+    _check_targets(y, x.shape[0])
+    grid = [_check_regression_eps(eps) for eps in eps_grid]
+    if not grid:
+        raise ValueError("eps_grid is empty")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if not (lr > 0 and 0 < lr_final <= lr):
+        raise ValueError(f"need 0 < lr_final ≤ lr, got lr={lr}, lr_final={lr_final}")
+    target = y.to(x.dtype)
+    eps = torch.tensor(grid, dtype=x.dtype, device=x.device)
+    theta = torch.zeros((len(grid), x.shape[1]), dtype=x.dtype, device=x.device, requires_grad=True)
+    b = torch.full((len(grid),), target.mean().item(), dtype=x.dtype, device=x.device,
+                   requires_grad=True)
+    opt = torch.optim.Adam([theta, b], lr=lr)
+    decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=(lr_final / lr) ** (1 / epochs))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(epochs):
+            opt.zero_grad()
+            r = x @ theta.T + b - target.unsqueeze(1)  # [N, E]
+            penalty = (theta.abs().sum(1) if norm == "linf"
+                       else torch.linalg.vector_norm(theta, dim=1))
+            loss = ((r.abs() + eps * penalty) ** 2).mean(0).sum()
+            loss.backward()
+            opt.step()
+            decay.step()
+    finally:
+        torch.set_num_threads(threads)
+    theta, b = theta.detach(), b.detach()
+    plain = eps == 0
+    if plain.any():  # ordinary least squares, exactly
+        design = torch.cat([x, torch.ones_like(x[:, :1])], dim=1).cpu()
+        solution = torch.linalg.lstsq(design, target.cpu().unsqueeze(1), driver="gelsd")
+        solution = solution.solution[:, 0].to(x.device)
+        theta[plain], b[plain] = solution[:-1], solution[-1]
+    return theta, b
+
+
+def fit_robust_regression(x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf", *,
+                          epochs: int, lr: float = 0.05, lr_final: float = 1e-4):
+    """Adversarially trained linear regression: :func:`robust_regression_path` for one ``eps``.
+    Returns ``(theta, b)``: shapes ``[d]`` and ``[]``."""
+    theta, b = robust_regression_path(x, y, [eps], norm, epochs=epochs, lr=lr, lr_final=lr_final)
+    return theta[0], b[0]
+
+
+# --------------------------------------------------------------------------- chapter 2 checks
+
+def _regression_problem(seed: int, n: int = 40, d: int = 5, scales: bool = False):
+    """Random features and targets in float64 (optionally with features of different scales),
+    a parameter vector with one exact zero, and an intercept."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((n, d), generator=g, dtype=torch.float64)
+    if scales:
+        x = x * torch.linspace(0.5, 3.0, d, dtype=torch.float64)[torch.randperm(d, generator=g)]
+    theta = torch.randn(d, generator=g, dtype=torch.float64)
+    theta[int(torch.randint(0, d, (1,), generator=g))] = 0.0
+    b = torch.randn((), generator=g, dtype=torch.float64)
+    y = x @ torch.randn(d, generator=g, dtype=torch.float64) + torch.randn(n, generator=g, dtype=torch.float64)
+    return theta, b, x, y
+
+
+def _ascent_max_l2(theta, b, x, y, eps, steps: int = 200) -> torch.Tensor:
+    """The worst-case squared error in the ℓ2 ball found numerically (projected gradient ascent
+    on ``delta`` from a small random start), per example, with no use of the closed form."""
+    if eps == 0:
+        return (x @ theta + b - y) ** 2
+    g = torch.Generator().manual_seed(0)
+    delta = 1e-3 * eps * torch.randn(x.shape, generator=g, dtype=x.dtype)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = ((x + delta) @ theta + b - y) ** 2
+        (grad,) = torch.autograd.grad(loss.sum(), delta)
+        with torch.no_grad():
+            step = grad / grad.norm(dim=1, keepdim=True).clamp(min=1e-12)
+            delta = delta + 0.5 * eps * step
+            delta = delta * (eps / delta.norm(dim=1, keepdim=True).clamp(min=eps))
+    with torch.no_grad():
+        return ((x + delta) @ theta + b - y) ** 2
+
+
+def check_descent_step(descent_step: Callable) -> bool:
+    """Exercise 2.1: ``descent_step(theta, x, y, alpha)`` returns the parameters after one
+    gradient **descent** step on ``L = ½ Σ (<theta, x_i> − y_i)²`` (no intercept):
+    ``theta − alpha · Xᵀ(X theta − y)``."""
+
+    def assertions():
+        for seed in range(3):
+            theta, _, x, y = _regression_problem(seed)
+            alpha = 0.3 / torch.linalg.matrix_norm(x, ord=2).item() ** 2
+            grad = x.T @ (x @ theta - y)
+            got = _tensor(_call(descent_step, theta.clone(), x, y, alpha), "descent_step", theta.shape)
+            if torch.allclose(got, theta + alpha * grad, rtol=1e-6, atol=1e-9):
+                raise AssertionError("that is gradient ascent: it climbs the loss. Parameters "
+                                     "move against the gradient, theta - alpha * grad")
+            assert torch.allclose(got, theta - alpha * grad, rtol=1e-6, atol=1e-9), (
+                "not theta - alpha * grad with grad = X^T (X theta - y), the gradient of "
+                "1/2 sum (x_i . theta - y_i)^2")
+            before = 0.5 * ((x @ theta - y) ** 2).sum()
+            after = 0.5 * ((x @ got - y) ** 2).sum()
+            assert after < before, "the loss did not go down"
+
+    return check("2.1", assertions)
+
+
+def check_worst_case_regression(worst_delta: Callable) -> bool:
+    """Exercise 2.2: ``worst_delta(theta, b, x, y, eps)`` returns, per example, an ℓ∞
+    perturbation ``delta`` (shape ``[N, d]``, ``‖delta_i‖∞ ≤ eps``) that maximises the squared
+    error ``(<theta, x_i + delta_i> + b − y_i)²``."""
+
+    def assertions():
+        for seed in range(3):
+            theta, b, x, y = _regression_problem(seed)
+            for eps in (0.0, 0.1, 0.7):
+                delta = _tensor(_call(worst_delta, theta, b, x, y, eps), "worst_delta", x.shape)
+                assert delta.abs().max() <= eps + 1e-9, f"‖delta‖∞ exceeds eps = {eps}"
+                got = ((x + delta) @ theta + b - y) ** 2
+                want = robust_squared_loss(theta, b, x, y, eps, "linf", reduction="none")
+                if eps > 0 and (got < ((x @ theta + b - y) ** 2) - 1e-9).any():
+                    raise AssertionError(
+                        f"at eps = {eps} your delta lowers the error of some examples: push the "
+                        "prediction away from the target, in the direction of the residual's sign")
+                assert torch.allclose(got, want, rtol=1e-6, atol=1e-9), (
+                    f"at eps = {eps} your delta does not reach the worst case (|r| + eps ‖theta‖₁)²: "
+                    "move every feature by eps, along sign(r) · sign(theta_j)")
+
+    return check("2.2", assertions)
+
+
+def check_robust_loss_l2(robust_loss_l2: Callable) -> bool:
+    """Exercise 2.3: ``robust_loss_l2(theta, b, x, y, eps)`` returns, per example (shape
+    ``[N]``), the worst-case squared error over ``‖delta‖₂ ≤ eps``; compared with a numerical
+    maximisation (projected gradient ascent on ``delta``)."""
+
+    def assertions():
+        for seed in range(3):
+            theta, b, x, y = _regression_problem(seed)
+            for eps in (0.0, 0.2, 1.0):
+                got = _tensor(_call(robust_loss_l2, theta, b, x, y, eps), "robust_loss_l2",
+                              (x.shape[0],))
+                numerical = _ascent_max_l2(theta, b, x, y, eps)
+                linf = robust_squared_loss(theta, b, x, y, eps, "linf", reduction="none")
+                if eps > 0 and torch.allclose(got, linf, rtol=1e-6):
+                    raise AssertionError("that is the ℓ∞ case (‖theta‖₁): in the ℓ2 ball the "
+                                         "largest <theta, delta> is eps · ‖theta‖₂")
+                assert (got >= numerical * (1 - 1e-6) - 1e-9).all(), (
+                    f"at eps = {eps} gradient ascent on delta found a larger squared error than "
+                    "yours: your value is not the maximum")
+                assert torch.allclose(got, numerical, rtol=1e-5, atol=1e-8), (
+                    f"at eps = {eps} your value is larger than any squared error a delta with "
+                    "‖delta‖₂ ≤ eps can reach: check the cross term 2 eps |r| ‖theta‖₂")
+
+    return check("2.3", assertions)
+
+
+def check_last_survivor(last_survivor: Callable) -> bool:
+    """Exercise 2.4: ``last_survivor(x, y)`` returns ``(j, eps_bar)`` for ℓ∞ adversarial training:
+    the index of the coefficient that is the last to reach 0 as ``eps`` grows, and the ``eps``
+    from which every coefficient is 0 (:func:`robust_regression_threshold`)."""
+
+    def assertions():
+        for seed in range(4):
+            _, _, x, y = _regression_problem(seed, n=60, d=6, scales=True)
+            answer = _call(last_survivor, x, y)
+            assert isinstance(answer, tuple) and len(answer) == 2, \
+                "return a pair (j, eps_bar)"
+            j, eps_bar = answer
+            j = int(j.item()) if isinstance(j, torch.Tensor) else j
+            eps_bar = float(eps_bar.item()) if isinstance(eps_bar, torch.Tensor) else eps_bar
+            assert isinstance(j, int) and isinstance(eps_bar, float), \
+                "j should be an int and eps_bar a float"
+            centred = y - y.mean()
+            pull = x.T @ centred
+            want_j = int(pull.abs().argmax())
+            corr_j = int((pull / x.std(0)).abs().argmax())
+            if j != want_j and j == corr_j and corr_j != want_j:
+                raise AssertionError(
+                    "that is the feature most correlated with y; the ε-ball is in the units of "
+                    "the features, so what counts is |x_jᵀ(y − ȳ)| itself")
+            assert j == want_j, ("not the last survivor: at theta = 0 the coefficient that gains "
+                                 "most per unit of ‖theta‖₁ is the one with the largest |x_jᵀ(y − ȳ)|")
+            want = robust_regression_threshold(x, y, "linf")
+            if math.isclose(eps_bar, pull.abs().max().item() / centred.norm().item(), rel_tol=1e-6):
+                raise AssertionError("divide by ‖y − ȳ‖₁ (the sum of |r_i| at theta = 0), not ‖y − ȳ‖₂")
+            assert math.isclose(eps_bar, want, rel_tol=1e-6), (
+                "eps_bar is off: at theta = 0 the slope towards feature j is "
+                "-|x_jᵀ(y − ȳ)| + eps · ‖y − ȳ‖₁")
+
+    return check("2.4", assertions)

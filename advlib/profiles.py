@@ -26,6 +26,7 @@ class Profile:
     mnist_train: int | None  # digits drawn (stratified) for training; None = all the source has
     mnist_test: int | None
     linear_epochs: int  # full-batch epochs for the linear models of chapters 1-2
+    regression_epochs: int  # full-batch Adam epochs of the robust regression fits (chapter 2)
     eps_points: int  # points on an accuracy-against-epsilon curve
     eval_size: int | None  # test examples used in attack evaluations; None = all
     progress: bool  # show progress bars
@@ -33,11 +34,12 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile("smoke", mnist_train=600, mnist_test=300, linear_epochs=60,
+                     regression_epochs=800,
                      eps_points=6, eval_size=200, progress=False),
     "cpu": Profile("cpu", mnist_train=4000, mnist_test=1000, linear_epochs=300,
-                   eps_points=13, eval_size=1000, progress=True),
+                   regression_epochs=3000, eps_points=13, eval_size=1000, progress=True),
     "gpu": Profile("gpu", mnist_train=None, mnist_test=None, linear_epochs=300,
-                   eps_points=21, eval_size=None, progress=True),
+                   regression_epochs=3000, eps_points=21, eval_size=None, progress=True),
 }
 
 
