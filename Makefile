@@ -16,10 +16,13 @@ setup: $(READY) node_modules/.ready system
 
 # Exact pins (torch==2.13.0, jupyter-book<2) come from the constraints file. recbole is
 # installed without dependencies: only the MovieLens-100K copy inside its wheel is used.
-$(READY): requirements/dev.in requirements/constraints.txt pyproject.toml
+# The attack libraries the tests compare against go in without dependencies too: a plain
+# install would replace torch with a CUDA build (see requirements/attack-libs.txt).
+$(READY): requirements/dev.in requirements/constraints.txt requirements/attack-libs.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements/dev.in -c requirements/constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps recbole==1.2.1
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -r requirements/attack-libs.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
