@@ -519,6 +519,12 @@ def test_zoo_fools_a_model_using_outputs_only(norm, eps):
 
 # --------------------------------------------------------------------------- other libraries
 
+def _library(name: str):
+    """Import a test-only attack library (requirements/attack-libs.txt) or skip the test; a
+    broken install (an ImportError inside the package) skips too, with its reason shown by -rs."""
+    return pytest.importorskip(name, exc_type=ImportError)
+
+
 @pytest.fixture(scope="module")
 def lib_case():
     """A small CNN and a batch of 32 (a power of 2: a mean and a sum over the batch give
@@ -556,7 +562,7 @@ def _acc(model, x, y):
 
 
 def test_agrees_with_torchattacks(lib_case):
-    torchattacks = pytest.importorskip("torchattacks")
+    torchattacks = _library("torchattacks")
     model, x, y = lib_case
     assert torch.allclose(fgsm(model, x, y, 0.1), torchattacks.FGSM(model, eps=0.1)(x, y), atol=1e-6)
     ours = pgd(model, x, y, 0.1, 0.01, 10, random_start=False)
@@ -576,7 +582,7 @@ def test_agrees_with_torchattacks(lib_case):
 def test_early_stop_follows_the_torchattacks_trajectory(lib_case, norm):
     """With early stopping each example is the library's k-step result for the first k at
     which it is misclassified (or the full run)."""
-    torchattacks = pytest.importorskip("torchattacks")
+    torchattacks = _library("torchattacks")
     model, x, y = lib_case
     eps, alpha, steps = (0.1, 0.01, 10) if norm == "linf" else (1.0, 0.1, 10)
     cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
@@ -592,7 +598,7 @@ def test_early_stop_follows_the_torchattacks_trajectory(lib_case, norm):
 
 
 def test_random_start_agrees_with_torchattacks_within_sampling_error(trained_case):
-    torchattacks = pytest.importorskip("torchattacks")
+    torchattacks = _library("torchattacks")
     model, x, y = trained_case
     n = len(y)
     ours = _acc(model, pgd(model, x, y, 0.15, 0.02, 10, generator=torch.Generator().manual_seed(0)), y)
@@ -605,7 +611,7 @@ def test_random_start_agrees_with_torchattacks_within_sampling_error(trained_cas
 
 
 def _art_classifier(model, classes):
-    pytest.importorskip("art")
+    _library("art")
     from art.estimators.classification import PyTorchClassifier
 
     return PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=SHAPE,
@@ -614,7 +620,7 @@ def _art_classifier(model, classes):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # ART and NumPy 2
 def test_agrees_with_art(lib_case):
-    pytest.importorskip("art")
+    _library("art")
     from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
 
     model, x, y = lib_case
@@ -636,7 +642,7 @@ def test_agrees_with_art(lib_case):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # ART and NumPy 2
 def test_random_start_agrees_with_art_within_sampling_error(trained_case):
-    pytest.importorskip("art")
+    _library("art")
     from art.attacks.evasion import ProjectedGradientDescent
 
     model, x, y = trained_case
@@ -652,7 +658,7 @@ def test_random_start_agrees_with_art_within_sampling_error(trained_case):
 
 
 def test_agrees_with_foolbox(lib_case):
-    fb = pytest.importorskip("foolbox")
+    fb = _library("foolbox")
     model, x, y = lib_case
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -670,7 +676,7 @@ def test_agrees_with_foolbox(lib_case):
 
 def test_random_start_agrees_with_foolbox_within_sampling_error(trained_case):
     """foolbox, like advlib and ART, starts uniformly in the ℓ2 ball."""
-    fb = pytest.importorskip("foolbox")
+    fb = _library("foolbox")
     model, x, y = trained_case
     for norm, eps, alpha, cls in [("linf", 0.15, 0.02, fb.attacks.LinfPGD),
                                   ("l2", 1.0, 0.15, fb.attacks.L2PGD)]:
