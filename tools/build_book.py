@@ -188,6 +188,9 @@ def execute_notebooks(mirror: Path, profile: str = "auto", root: Path = REPO_ROO
         env[PROFILE_ENV] = profile
     executed = []
     with _environment(**env):
+        from advlib import resolve_profile_name  # what "auto" becomes in the kernels
+
+        shown_profile = resolve_profile_name(profile)
         for source in notebooks:
             target = mirror / source.relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +207,7 @@ def execute_notebooks(mirror: Path, profile: str = "auto", root: Path = REPO_ROO
                 raise BookBuildError(
                     f"notebook {source.relative_to(root)} failed (profile {profile!r}); "
                     f"the partly executed copy is {target}.\n{error}") from error
-            print(f"executed {source.relative_to(root)} (profile {profile}) "
+            print(f"executed {source.relative_to(root)} (profile {shown_profile}) "
                   f"in {time.perf_counter() - started:.1f} s", flush=True)
             executed.append(target)
     return executed
