@@ -218,7 +218,7 @@ def test_a_kernel_that_runs_another_python_is_refused(tmp_path, monkeypatch):
     spec = tmp_path / "kernels" / "other-python"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": ["/opt/elsewhere/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": ["/nonexistent/elsewhere/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "another Python", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     with pytest.raises(build_book.BookBuildError, match="ipykernel install --sys-prefix"):

@@ -5,7 +5,6 @@ repository URL through ``ADVLIB_INSTALL_FROM``."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import papermill
 import pytest
 
 import advlib
+from tools import build_book
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTER = REPO / "notebooks" / "01_robustness_concepts.ipynb"
@@ -55,18 +55,10 @@ def test_chapter_1_runs_from_a_bare_colab_like_environment(tmp_path):
     env = {"JUPYTER_PATH": str(kernels), "ADVLIB_INSTALL_FROM": str(source),
            "ADVLIB_PROFILE": "smoke", "ADVLIB_OFFLINE": "1", "MPLBACKEND": "Agg",
            "ADVLIB_DATA_DIR": str(tmp_path / "cache")}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        out = tmp_path / "chapter1.ipynb"
+    out = tmp_path / "chapter1.ipynb"
+    with build_book.temporary_environment(**env):
         papermill.execute_notebook(str(CHAPTER), str(out), kernel_name="colab-like",
                                    cwd=str(tmp_path), progress_bar=False)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     installed = subprocess.run([str(venv / "bin" / "python"), "-c",
                                 "import advlib, pathlib; print(pathlib.Path(advlib.__file__))"],
                                capture_output=True, text=True, check=True, cwd=tmp_path).stdout

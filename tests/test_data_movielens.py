@@ -219,7 +219,7 @@ def test_unsafe_zip_from_server_is_refused(server_100k, tmp_path):
     [
         ({"ok.txt": b"1", "../evil": b"x"}, None, "'..' is not allowed"),
         ({"ok.txt": b"1", "a/../../evil": b"x"}, None, "'..' is not allowed"),
-        ({"ok.txt": b"1", "/tmp/evil-abs": b"x"}, None, "absolute"),
+        ({"ok.txt": b"1", "/evil-abs-advlib-test": b"x"}, None, "absolute"),
         ({"ok.txt": b"1", "..\\evil": b"x"}, None, "Windows-style"),
         ({"ok.txt": b"1"}, {"link": "/etc/passwd"}, "symbolic links"),
     ],
@@ -232,7 +232,7 @@ def test_unsafe_entries_are_rejected_before_writing(tmp_path, files, symlinks, m
         safe_extract_zip(archive, root / "out")
     assert list(root.iterdir()) == []  # no output folder, no temp folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.zip", "root"]
-    assert not Path("/tmp/evil-abs").exists()
+    assert not Path("/evil-abs-advlib-test").exists()
 
 
 def test_safe_extract_replaces_atomically(tmp_path):

@@ -146,7 +146,7 @@ def _check_kernel(kernel_name: str = KERNEL_NAME) -> None:
 
 
 @contextmanager
-def _environment(**values: str):
+def temporary_environment(**values: str):
     """Set environment variables for the kernels started inside the block, then restore."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
@@ -187,7 +187,7 @@ def execute_notebooks(mirror: Path, profile: str = "auto", root: Path = REPO_ROO
     if profile != "auto":
         env[PROFILE_ENV] = profile
     executed = []
-    with _environment(**env):
+    with temporary_environment(**env):
         from advlib import resolve_profile_name  # what "auto" becomes in the kernels
 
         shown_profile = resolve_profile_name(profile)
