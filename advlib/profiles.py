@@ -29,17 +29,24 @@ class Profile:
     regression_epochs: int  # full-batch Adam epochs of the robust regression fits (chapter 2)
     eps_points: int  # points on an accuracy-against-epsilon curve
     eval_size: int | None  # test examples used in attack evaluations; None = all
+    cnn_epochs: int  # epochs of standard training of the small MNIST CNN (chapter 3)
+    check_size: int  # test examples for the sanity checks and false-robustness demos (chapter 3)
+    zoo_examples: int  # test examples attacked by the query-only ZOO attack (chapter 3)
+    zoo_queries: int  # ZOO's query budget per example (257 per iteration of 128 coordinates)
     progress: bool  # show progress bars
 
 
 PROFILES = {
     "smoke": Profile("smoke", mnist_train=600, mnist_test=300, linear_epochs=60,
                      regression_epochs=800,
-                     eps_points=6, eval_size=200, progress=False),
+                     eps_points=6, eval_size=200, cnn_epochs=4, check_size=150,
+                     zoo_examples=25, zoo_queries=4 * 257, progress=False),
     "cpu": Profile("cpu", mnist_train=4000, mnist_test=1000, linear_epochs=300,
-                   regression_epochs=3000, eps_points=13, eval_size=1000, progress=True),
+                   regression_epochs=3000, eps_points=13, eval_size=1000, cnn_epochs=10,
+                   check_size=500, zoo_examples=100, zoo_queries=16 * 257, progress=True),
     "gpu": Profile("gpu", mnist_train=None, mnist_test=None, linear_epochs=300,
-                   regression_epochs=3000, eps_points=21, eval_size=None, progress=True),
+                   regression_epochs=3000, eps_points=21, eval_size=None, cnn_epochs=10,
+                   check_size=2000, zoo_examples=500, zoo_queries=40 * 257, progress=True),
 }
 
 
