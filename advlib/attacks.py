@@ -505,3 +505,231 @@ def zoo(model, x, y, eps, *, norm: str = "linf", queries: int = 20_000, h: float
             x_adv[active] = _project(xa + _step(grad, alpha, norm), x[active], eps, norm)
     x_adv = x_adv.detach()
     return (x_adv, used) if return_queries else x_adv
+
+
+# --------------------------------------------------------------------------- exercise checks
+
+def _answer(fn: Callable, *args):
+    """Call a student's function: an unfinished stub propagates, any other error is a wrong
+    answer (reported with its type and message)."""
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001 - reported to the student, not swallowed
+        raise AssertionError(f"your function raised {type(error).__name__}: {error}") from error
+
+
+def _tensor_answer(answer, name: str, shape, finite_hint: str = "") -> torch.Tensor:
+    assert isinstance(answer, torch.Tensor), \
+        f"{name} should return a torch.Tensor, got {type(answer).__name__}"
+    assert tuple(answer.shape) == tuple(shape), \
+        f"{name} should return shape {tuple(shape)}, got {tuple(answer.shape)}"
+    assert torch.isfinite(answer).all(), f"{name} returned NaN or infinite values. {finite_hint}"
+    return answer.detach()
+
+
+def _toy_classifier(seed: int = 0, dropout: float = 0.0):
+    """A small, seeded classifier of 8×8 images (10 classes); the global RNG is left alone."""
+    from torch import nn
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers = [nn.Flatten(), nn.Linear(64, 32), nn.ReLU()]
+        layers += [nn.Dropout(dropout)] if dropout else []
+        layers += [nn.Linear(32, 10)]
+        model = nn.Sequential(*layers)
+    with torch.no_grad():  # logits of a trained model's size, not of a fresh initialisation
+        model[-1].weight.mul_(10)
+        model[-1].bias.mul_(10)
+    return model.eval()
+
+
+def _toy_images(seed: int = 0, n: int = 64):
+    """Images in [0, 1] with many pixels exactly 0 or 1 (so the box matters), and labels."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((n, 1, 8, 8), generator=g)
+    x = torch.where(x < 0.25, 0.0, torch.where(x > 0.85, 1.0, x))
+    y = torch.randint(0, 10, (n,), generator=g)
+    return x, y
+
+
+def check_fgsm(my_fgsm: Callable) -> bool:
+    """Exercise 3.1: ``my_fgsm(model, x, y, eps)`` returns the untargeted cross-entropy FGSM
+    examples, ``clip(x + eps · sign(∇ₓ L), 0, 1)``, compared with :func:`fgsm`."""
+    from .exercises import check
+
+    def assertions():
+        for seed in range(2):
+            model = _toy_classifier(seed)
+            x, y = _toy_images(seed)
+            for eps in (0.0, 0.05, 0.2):
+                got = _tensor_answer(_answer(my_fgsm, model, x.clone(), y.clone(), eps),
+                                     "my_fgsm", x.shape)
+                assert got.min() >= -1e-6 and got.max() <= 1 + 1e-6, \
+                    "x_adv leaves [0, 1]: clamp the adversarial image to the valid pixel range"
+                assert (got - x).abs().max() <= eps + 1e-6, f"‖x_adv − x‖∞ exceeds eps = {eps}"
+                want = fgsm(model, x, y, eps)
+                if torch.allclose(got, want, atol=1e-6):
+                    continue
+                downhill = fgsm(model, x, y, eps, targeted=True)
+                assert not torch.allclose(got, downhill, atol=1e-6), (
+                    "you stepped *down* the loss: an untargeted attack adds eps · sign(grad) to "
+                    "increase the loss of the true label")
+                raise AssertionError(
+                    f"at eps = {eps} your images differ from FGSM's by up to "
+                    f"{(got - want).abs().max().item():.3g}: move every pixel by eps along the "
+                    "sign of the input gradient of the cross-entropy, then clamp to [0, 1]")
+
+    return check("3.1", assertions)
+
+
+def check_pgd_l2_step(my_step: Callable) -> bool:
+    """Exercise 3.2: ``my_step(x_adv, x, grad, alpha, eps)`` returns the next ℓ2 PGD iterate:
+    ``x_adv + alpha · grad / ‖grad‖₂`` (per example), projected onto the ℓ2 ball of radius ``eps``
+    around ``x`` and clamped to ``[0, 1]``."""
+    from .exercises import check
+
+    def assertions():
+        g = torch.Generator().manual_seed(3)
+        x, _ = _toy_images(3, n=32)
+        delta = torch.randn(x.shape, generator=g)
+        delta = delta / _flat_norm(delta) * torch.rand((len(x), 1, 1, 1), generator=g) * 1.2
+        x_adv = torch.clamp(x + delta, 0, 1)
+        grad = torch.randn(x.shape, generator=g) * torch.logspace(-3, 3, len(x)).view(-1, 1, 1, 1)
+        grad[0] = 0.0  # a vanished gradient (saturated softmax) must not give NaN
+        for alpha, eps in ((0.25, 1.0), (2.0, 1.0), (0.5, 3.0)):
+            got = _tensor_answer(
+                _answer(my_step, x_adv.clone(), x.clone(), grad.clone(), alpha, eps),
+                "my_step", x.shape,
+                "A zero gradient has norm 0: divide by max(norm, 1e-12) so that it gives a "
+                "zero step.")
+            assert got.min() >= -1e-6 and got.max() <= 1 + 1e-6, \
+                "the iterate leaves [0, 1]: clamp it to the valid pixel range"
+            norms = _flat_norm(got - x).flatten()
+            assert (norms <= eps + 1e-5).all(), (
+                f"‖x_new − x‖₂ reaches {norms.max().item():.3g} > eps = {eps}: project onto the "
+                "ball, scaling delta by eps / ‖delta‖₂ when it is longer than eps")
+            stepped = x_adv + _step(grad, alpha, "l2")
+            project_then_clamp = _project(stepped, x, eps, "l2")
+            clamp_then_project = _project(torch.clamp(stepped, 0, 1), x, eps, "l2")
+            if torch.allclose(got, project_then_clamp, atol=1e-5) or \
+                    torch.allclose(got, clamp_then_project, atol=1e-5):
+                continue
+            batch_norm = x_adv + alpha * grad / grad.norm()
+            assert not torch.allclose(got, _project(batch_norm, x, eps, "l2"), atol=1e-5), (
+                "you normalised by the norm of the whole batch: each example's gradient is "
+                "divided by its own ℓ2 norm")
+            assert not torch.allclose(got, torch.clamp(stepped, 0, 1), atol=1e-5), \
+                "you forgot the projection onto the ε-ball"
+            raise AssertionError(
+                f"with alpha = {alpha}, eps = {eps} your iterate differs from the ℓ2 PGD step by "
+                f"up to {(got - project_then_clamp).abs().max().item():.3g}: step alpha along "
+                "grad / ‖grad‖₂ (per example), project delta onto the ball, clamp to [0, 1]")
+
+    return check("3.2", assertions)
+
+
+def check_cw_loss(my_cw: Callable) -> bool:
+    """Exercise 3.3: ``my_cw(logits, y)`` returns the Carlini-Wagner margin per example,
+    ``max_{j≠y} z_j − z_y`` (compared with :func:`attack_loss` with ``loss="cw"``)."""
+    from .exercises import check
+
+    def assertions():
+        g = torch.Generator().manual_seed(4)
+        logits = torch.randn((50, 10), generator=g) * 3 - 6  # mostly negative logits
+        y = torch.randint(0, 10, (50,), generator=g)
+        logits[:25].scatter_(1, y[:25, None], 5.0)  # half the rows: the true class on top
+        logits[40:45] = 1.0  # ties
+        got = _tensor_answer(_answer(my_cw, logits.clone(), y.clone()), "my_cw", (50,))
+        want = attack_loss(logits, y, "cw")
+        if torch.allclose(got, want, atol=1e-5):
+            return
+        assert not torch.allclose(got, -want, atol=1e-5), \
+            "the sign is flipped: the margin is positive exactly when the model is fooled"
+        assert not torch.allclose(got, logits.max(dim=1).values - logits.gather(1, y[:, None])
+                                  .squeeze(1), atol=1e-5), (
+            "the max runs over all classes, so the margin is 0 whenever the model is right: "
+            "leave the true class out of the max")
+        raise AssertionError(
+            "not the CW margin: mask the true class with -inf (not 0: logits can be negative), "
+            "take the max over the other classes and subtract the true class's logit")
+
+    return check("3.3", assertions)
+
+
+def check_zo_gradient(my_zo: Callable) -> bool:
+    """Exercise 3.4: ``my_zo(loss_of_x, x, coords, h)`` estimates the gradient on the coordinates
+    ``coords`` (a LongTensor ``[N, k]``, one row per example) by symmetric finite differences,
+    ``(L(x + h e_i) − L(x − h e_i)) / 2h``, other coordinates 0, with 2 queries per coordinate."""
+    from .exercises import check
+
+    def assertions():
+        g = torch.Generator().manual_seed(5)
+        n, k, h = 6, 5, 1e-2
+        x = torch.rand((n, 1, 4, 4), generator=g, dtype=torch.float64)
+        w = torch.randn((1, 4, 4), generator=g, dtype=torch.float64)
+        coords = torch.stack([torch.randperm(16, generator=g)[:k] for _ in range(n)])
+        queries = [0]
+
+        def loss_of_x(z):
+            assert isinstance(z, torch.Tensor) and z.dim() == 4 and len(z) % n == 0, \
+                f"loss_of_x takes a batch shaped like x, {tuple(x.shape)}"
+            queries[0] += len(z) // n
+            return (torch.sin(3 * z) * w + z ** 3).flatten(1).sum(dim=1)
+
+        got = _tensor_answer(_answer(my_zo, loss_of_x, x.clone(), coords.clone(), h),
+                             "my_zo", x.shape).to(torch.float64)
+        used = queries[0]
+        queries[0] = 0
+        want = zo_gradient(loss_of_x, x, h=h, coords=coords)
+        flat = got.reshape(n, -1)
+        untouched = torch.ones_like(flat, dtype=torch.bool).scatter_(1, coords, False)
+        assert (flat[untouched] == 0).all(), \
+            "coordinates that were not queried must be 0 in the estimate"
+        if not torch.allclose(got, want, atol=1e-8):
+            raise AssertionError(
+                "not the symmetric difference (L(x + h e_i) − L(x − h e_i)) / 2h on each "
+                "example's own coordinates (row i of coords belongs to example i); a one-sided "
+                "difference is less accurate")
+        assert used <= 2 * k, (
+            f"you used {used} queries per example; the estimate needs 2 per coordinate, "
+            f"{2 * k} in all")
+
+    return check("3.4", assertions)
+
+
+def check_attack_anyway(my_attack: Callable) -> bool:
+    """Exercise 3.5: ``my_attack(model, x, y, eps)`` returns ℓ∞ adversarial examples that break a
+    model whose logits are scaled by 10⁴ and which was handed over in train mode with dropout.
+    Passes when the accuracy left on the examples (measured on the plain model, in eval mode) is
+    within 8 points of an honest attack's (CW-margin PGD-20 on the plain model, eval mode)."""
+    from .exercises import check
+    from .models import ScaledLogits
+
+    def assertions():
+        eps = 0.05
+        plain = _toy_classifier(7, dropout=0.5)
+        x, _ = _toy_images(7, n=200)
+        with torch.no_grad():
+            y = plain(x).argmax(dim=1)  # the plain model is right on every clean image
+        handed = ScaledLogits(plain.train())
+        handed.train()
+        got = _tensor_answer(_answer(my_attack, handed, x.clone(), y.clone(), eps),
+                             "my_attack", x.shape)
+        assert got.min() >= -1e-6 and got.max() <= 1 + 1e-6, "the examples leave [0, 1]: clamp them"
+        assert (got - x).abs().max() <= eps + 1e-6, f"‖x_adv − x‖∞ exceeds eps = {eps}"
+        plain.eval()
+        with torch.no_grad():
+            left = (plain(got).argmax(dim=1) == y).float().mean().item()
+        honest = pgd(plain, x, y, eps, eps / 8, 20, loss="cw", random_start=False)
+        with torch.no_grad():
+            reference = (plain(honest).argmax(dim=1) == y).float().mean().item()
+        assert left <= reference + 0.08, (
+            f"{left:.0%} of the images are still classified correctly after your attack; an "
+            f"honest attack leaves {reference:.0%}. The cross-entropy of logits × 10⁴ has an "
+            "input gradient of exactly 0 on confident examples (try the CW margin, whose sign "
+            "steps do not care about the scale), and dropout in train mode makes every "
+            "gradient noisy (attack in eval mode)")
+
+    return check("3.5", assertions)
