@@ -34,19 +34,31 @@ class Profile:
     zoo_examples: int  # test examples attacked by the query-only ZOO attack (chapter 3)
     zoo_queries: int  # ZOO's query budget per example (257 per iteration of 128 coordinates)
     progress: bool  # show progress bars
+    rec_data: str  # recommender data set of chapters 5-6: "ml-100k" (offline) or "ml-1m"
+    rec_dim: int  # embedding size of the matrix-factorisation recommenders (chapter 5)
+    rec_batch: int  # BPR/APR mini-batch size (training triples)
+    bpr_epochs: int  # most BPR epochs (early stopping on validation NDCG@10 usually ends sooner)
+    apr_epochs: int  # most APR epochs after the converged BPR model
+    apr_seeds: int  # training seeds of the BPR-versus-APR comparison
 
 
 PROFILES = {
     "smoke": Profile("smoke", mnist_train=600, mnist_test=300, linear_epochs=60,
                      regression_epochs=800,
                      eps_points=6, eval_size=200, cnn_epochs=4, check_size=150,
-                     zoo_examples=25, zoo_queries=4 * 257, progress=False),
+                     zoo_examples=25, zoo_queries=4 * 257, progress=False,
+                     rec_data="ml-100k", rec_dim=64, rec_batch=4096, bpr_epochs=25,
+                     apr_epochs=15, apr_seeds=1),
     "cpu": Profile("cpu", mnist_train=4000, mnist_test=1000, linear_epochs=300,
                    regression_epochs=3000, eps_points=13, eval_size=1000, cnn_epochs=10,
-                   check_size=500, zoo_examples=100, zoo_queries=16 * 257, progress=True),
+                   check_size=500, zoo_examples=100, zoo_queries=16 * 257, progress=True,
+                   rec_data="ml-100k", rec_dim=64, rec_batch=4096, bpr_epochs=300,
+                   apr_epochs=100, apr_seeds=3),
     "gpu": Profile("gpu", mnist_train=None, mnist_test=None, linear_epochs=300,
                    regression_epochs=3000, eps_points=21, eval_size=None, cnn_epochs=10,
-                   check_size=2000, zoo_examples=500, zoo_queries=40 * 257, progress=True),
+                   check_size=2000, zoo_examples=500, zoo_queries=40 * 257, progress=True,
+                   rec_data="ml-1m", rec_dim=64, rec_batch=16384, bpr_epochs=400,
+                   apr_epochs=200, apr_seeds=5),
 }
 
 

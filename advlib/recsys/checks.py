@@ -1,0 +1,175 @@
+"""Checks for the exercises of chapter 5. Each prints ✓ (and records ``exercise_5_N``) or says
+what is wrong, through :func:`advlib.exercises.check`.
+
+Defined in chapter 5.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from ..exercises import check
+from .metrics import ndcg_at_k
+from .training import apr_delta
+
+__all__ = ["check_ndcg", "check_negative_sampler", "check_apr_delta", "check_random_delta",
+           "check_sampled_rank"]
+
+
+def _call(fn: Callable, *args):
+    """Call a student's function: an unfinished stub propagates, any other error is a wrong answer."""
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001 - reported to the student, not swallowed
+        raise AssertionError(f"your function raised {type(error).__name__}: {error}") from error
+
+
+def _tensor(answer, name: str, shape) -> torch.Tensor:
+    assert isinstance(answer, torch.Tensor), \
+        f"{name} should return a torch.Tensor, got {type(answer).__name__}"
+    assert tuple(answer.shape) == tuple(shape), \
+        f"{name} should return shape {tuple(shape)}, got {tuple(answer.shape)}"
+    if answer.is_floating_point():
+        assert torch.isfinite(answer).all(), f"{name} returned NaN or infinite values"
+    return answer.detach()
+
+
+def check_ndcg(ndcg_fn: Callable) -> bool:
+    """Exercise 5.1: ``ndcg_fn(hits, n_targets, k)`` returns NDCG@k per user from a ``[U, k]`` 0/1
+    tensor of hits by rank and each user's number of targets (ideal DCG over
+    ``min(n_targets, k)``)."""
+
+    def assertions():
+        # Hand-computed: one hit at rank 1 of 1 target -> 1; a hit at rank 2 of 1 target ->
+        # 1/log2(3); hits at ranks 1 and 3 of 5 targets (k = 3) -> (1 + 1/2) / (1 + 1/log2(3) + 1/2).
+        hits = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 0]], dtype=torch.bool)
+        n_targets = torch.tensor([1, 1, 5, 2])
+        want = torch.tensor([1.0, 1 / math.log2(3), 1.5 / (1 + 1 / math.log2(3) + 0.5), 0.0],
+                            dtype=torch.float64)
+        got = _tensor(_call(ndcg_fn, hits, n_targets, 3), "ndcg", (4,)).to(torch.float64)
+        if torch.allclose(got[2], torch.tensor(1.5 / (1 + 1 / math.log2(3) + 0.5 + 1 / math.log2(5) + 1 / math.log2(6)), dtype=torch.float64)):
+            raise AssertionError("the ideal DCG must stop at k: a user with 5 targets can have at "
+                                 "most k = 3 of them in the list, so IDCG sums 3 terms")
+        assert torch.allclose(got[:2], want[:2], atol=1e-6), (
+            "a single target at rank 1 gives 1, at rank 2 gives 1/log2(3): the discount of rank r "
+            "(counted from 1) is 1/log2(r + 1)")
+        assert torch.allclose(got, want, atol=1e-6), \
+            f"expected {want.tolist()}, got {got.tolist()}"
+        g = torch.Generator().manual_seed(0)
+        for k in (1, 5, 10):
+            hits = torch.rand(50, k, generator=g) < 0.3
+            n_targets = hits.sum(1) + torch.randint(0, 4, (50,), generator=g)
+            got = _tensor(_call(ndcg_fn, hits, n_targets, k), "ndcg", (50,)).to(torch.float64)
+            assert torch.allclose(got, ndcg_at_k(hits, n_targets, k), atol=1e-6), \
+                f"wrong values at k = {k} on random rankings"
+            assert (got >= -1e-9).all() and (got <= 1 + 1e-9).all(), "NDCG lies in [0, 1]"
+
+    return check("5.1", assertions)
+
+
+def check_negative_sampler(sampler: Callable) -> bool:
+    """Exercise 5.2: ``sampler(user, positive_keys, n_items, generator)`` returns one item per
+    user, uniform over the items the user has no pair with; ``positive_keys`` is the sorted
+    tensor of ``user * n_items + item`` of the known pairs."""
+
+    def assertions():
+        g = torch.Generator().manual_seed(0)
+        n_users, n_items = 30, 12
+        # dense users: user u has items 0..u % 11 (at least one negative left for everyone)
+        pairs = [(u, i) for u in range(n_users) for i in range(u % 11 + 1)]
+        keys = torch.tensor(sorted(u * n_items + i for u, i in pairs))
+        user = torch.randint(0, n_users, (60_000,), generator=g)
+        neg = _tensor(_call(sampler, user.clone(), keys.clone(), n_items,
+                            torch.Generator().manual_seed(1)), "sampler", user.shape)
+        assert not neg.is_floating_point(), "return integer item indices"
+        assert int(neg.min()) >= 0 and int(neg.max()) < n_items, "items must lie in [0, n_items)"
+        query = user * n_items + neg
+        found = torch.isin(query, keys)
+        assert not found.any(), (f"{int(found.sum())} of {len(user)} negatives are items the user "
+                                 "interacted with: reject those draws and draw again")
+        again = _call(sampler, user.clone(), keys.clone(), n_items, torch.Generator().manual_seed(1))
+        assert torch.equal(neg, again), "use the generator you are given, so a seed reproduces the draw"
+        # uniform over the negatives: user 0 has items 1..11 as negatives
+        mine = neg[user == 0]
+        counts = torch.bincount(mine, minlength=n_items)[1:].to(torch.float64)
+        expected = len(mine) / 11
+        assert counts.min() > 0.6 * expected and counts.max() < 1.4 * expected, (
+            "the negatives of a user should be uniform over the items they have not seen: "
+            f"counts {counts.long().tolist()}")
+
+    return check("5.2", assertions)
+
+
+def check_apr_delta(delta_fn: Callable) -> bool:
+    """Exercise 5.3: ``delta_fn(grad, eps)`` returns APR's perturbation of an embedding table:
+    each row of ``grad`` scaled to length ``eps``; zero rows stay zero."""
+
+    def assertions():
+        g = torch.Generator().manual_seed(0)
+        grad = torch.randn(40, 8, generator=g) * torch.rand(40, 1, generator=g) * 5
+        grad[3] = 0.0
+        for eps in (0.0, 0.5, 2.0):
+            got = _tensor(_call(delta_fn, grad.clone(), eps), "delta", grad.shape)
+            assert torch.all(got[3] == 0), "a row with zero gradient must get zero perturbation (no NaN)"
+            norms = got.norm(dim=1)
+            rows = torch.arange(40) != 3
+            if eps > 0 and torch.allclose(got.norm(), torch.tensor(eps), atol=1e-4) and \
+                    not torch.allclose(norms[rows], torch.full_like(norms[rows], eps), atol=1e-4):
+                raise AssertionError("you normalised the whole table: normalise each row on its own")
+            assert torch.allclose(norms[rows], torch.full_like(norms[rows], eps), atol=1e-4), \
+                f"every row should have length eps = {eps}"
+            assert torch.allclose(got, apr_delta(grad, eps), atol=1e-5), \
+                "each row should point along its gradient (the direction that raises the loss most)"
+
+    return check("5.3", assertions)
+
+
+def check_random_delta(random_fn: Callable) -> bool:
+    """Exercise 5.4: ``random_fn(n_rows, dim, eps, generator)`` returns ``[n_rows, dim]`` rows of
+    length ``eps`` in uniformly random directions, reproducible from ``generator``."""
+
+    def assertions():
+        first = _tensor(_call(random_fn, 2000, 16, 0.7, torch.Generator().manual_seed(1)),
+                        "random delta", (2000, 16)).to(torch.float64)
+        again = _call(random_fn, 2000, 16, 0.7, torch.Generator().manual_seed(1))
+        other = _call(random_fn, 2000, 16, 0.7, torch.Generator().manual_seed(2))
+        norms = first.norm(dim=1)
+        assert torch.allclose(norms, torch.full_like(norms, 0.7), atol=1e-4), \
+            "every row should have length eps exactly (normalise, then scale)"
+        assert torch.equal(first, again.to(torch.float64)), "use the generator you are given"
+        assert not torch.equal(first, other.to(torch.float64)), "different seeds gave the same rows"
+        mean = first.mean(0).norm().item()
+        assert mean < 0.1, ("the directions are not uniform: their average is far from zero "
+                            "(draw Gaussian coordinates, not uniform ones in [0, 1])")
+        share = (first > 0).to(torch.float64).mean(0)
+        assert ((share > 0.45) & (share < 0.55)).all(), "every coordinate should be positive half of the time"
+        coordinate = first[:, 0] / 0.7  # for uniform directions in 16-D: E[x²] = 1/16
+        assert abs(coordinate.pow(2).mean().item() - 1 / 16) < 0.01, (
+            "the directions are not uniform on the sphere (a sign vector or a box is not): "
+            "normalise Gaussian vectors")
+
+    return check("5.4", assertions)
+
+
+def check_sampled_rank(rank_fn: Callable) -> bool:
+    """Exercise 5.5: ``rank_fn(pos_scores, neg_scores)`` returns, for each test pair, how many of
+    its sampled negatives score at least as high as the test item (0 = ranked first); a tie
+    counts against the test item."""
+
+    def assertions():
+        pos = torch.tensor([3.0, 0.0, 1.0])
+        neg = torch.tensor([[1.0, 2.0, 0.5], [1.0, 2.0, 3.0], [1.0, 0.5, 2.0]])
+        got = _tensor(_call(rank_fn, pos, neg), "rank", (3,))
+        assert torch.equal(got.to(torch.int64), torch.tensor([0, 3, 2])), (
+            f"expected ranks [0, 3, 2] (the number of negatives at or above the test item), got "
+            f"{got.tolist()}; a tie counts against the test item")
+        g = torch.Generator().manual_seed(0)
+        pos, neg = torch.randn(500, generator=g), torch.randn(500, 99, generator=g)
+        got = _tensor(_call(rank_fn, pos, neg), "rank", (500,)).to(torch.int64)
+        assert torch.equal(got, (neg >= pos[:, None]).sum(1)), "wrong ranks on random scores"
+
+    return check("5.5", assertions)
