@@ -13,8 +13,9 @@ Defined in chapter 3; used by every later chapter.
   (eval mode, deterministic outputs, logits rather than probabilities, no saturated softmax, the
   attack's loss really goes up).
 
-An example counts as broken by PGD when **any** PGD iterate (of any restart) is misclassified:
-such an example cannot count as robust again. The iterates are checked for free (their logits
+An example counts as broken by PGD when the clean input or **any** PGD iterate (of any restart)
+is misclassified: such an example cannot count as robust again (so robust accuracy never exceeds
+clean accuracy, even when a random start lands on a correctly classified point). The iterates are checked for free (their logits
 are computed for the gradient anyway), so the reported number is the same with and without
 ``early_stop`` — early stopping only skips the work on examples already broken. It can be a
 little lower than the accuracy on the last iterates alone (what torchattacks and ART report), and
@@ -110,8 +111,9 @@ def robust_accuracy(model, x, y, attack="pgd", eps: float | Sequence[float] = (0
 
     Returns a ``pandas.DataFrame`` with one row per ε and columns ``attack, norm, eps, steps,
     restarts, alpha, accuracy, n`` (``None`` where a field does not apply; ZOO adds ``queries``,
-    the mean number of model queries per example). With PGD an example counts as broken when any
-    iterate fooled the model, so ``early_stop=True`` gives the same table, faster.
+    the mean number of model queries per example). With PGD an example counts as broken when the
+    clean input or any iterate fooled the model, so ``early_stop=True`` gives the same table,
+    faster, and the accuracy never exceeds the clean accuracy.
     """
     _check_inputs(x, y)
     batch_size = _check_batch_size(batch_size)
@@ -170,9 +172,11 @@ def _pgd_correct(model, x, y, eps, kwargs, batch_size, row):
         alpha = alpha(eps)
     # At eps = 0 PGD returns the input: any valid step size will do (the rule gives 0).
     step = 1.0 if eps == 0 and isinstance(alpha, numbers.Real) and alpha == 0 else alpha
-    fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    # The clean input lies in every ε-ball: an example the model gets wrong is never robust,
+    # even when a random start happens to land on a correctly classified point.
+    fooled = ~_correct(model, x, y, batch_size)
     for p in _batches(x.shape[0], batch_size):
-        fooled[p] = _pgd(model, x[p], y[p], eps, step, steps, track=True, **kwargs).fooled
+        fooled[p] |= _pgd(model, x[p], y[p], eps, step, steps, track=True, **kwargs).fooled
     row.update(norm=kwargs.get("norm", "linf"), steps=int(steps),
                restarts=int(kwargs.get("restarts", 1)), alpha=float(alpha))
     return ~fooled, row
