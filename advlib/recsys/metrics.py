@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._threads import cpu_threads
 from .data import Interactions, Split
 from .sampling import PairSet, sample_negatives
 
@@ -128,7 +129,11 @@ def score_fn(model):
 def evaluate(model, task: RankingTask, k: int = 10, chunk: int = 4096) -> dict:
     """Full-ranking Recall, NDCG, Hit and MRR at ``k``, item coverage and mean popularity of the
     recommended lists, averaged over ``task.users``. ``model``: see :func:`score_fn`."""
-    scores_of = score_fn(model)
+    with cpu_threads(1, task.users.device):
+        return _evaluate(score_fn(model), task, k, chunk)
+
+
+def _evaluate(scores_of, task: RankingTask, k: int, chunk: int) -> dict:
     sums = {"recall": 0.0, "ndcg": 0.0, "hit": 0.0, "mrr": 0.0, "popularity": 0.0}
     shown = torch.zeros(task.n_items, dtype=torch.bool, device=task.users.device)
     ranks = torch.arange(1, k + 1, device=task.users.device, dtype=torch.float64)

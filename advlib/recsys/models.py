@@ -27,7 +27,7 @@ class MF(nn.Module):
     from a seeded generator on the CPU, so a seed gives the same model on any device).
     """
 
-    def __init__(self, n_users: int, n_items: int, dim: int = 64, init_std: float = 0.1,
+    def __init__(self, n_users: int, n_items: int, dim: int = 64, init_std: float = 0.01,
                  seed: int = 0):
         super().__init__()
         for value, name in ((n_users, "n_users"), (n_items, "n_items"), (dim, "dim")):
@@ -90,9 +90,10 @@ class Popularity:
     """
 
     def __init__(self, train: Interactions, n_items: int):
+        if len(train) == 0:
+            raise ValueError("the training set is empty")
+        train.check(int(train.user.max()) + 1, n_items, "train")
         self.counts = torch.bincount(train.item, minlength=n_items).to(torch.float32)
-        if self.counts.numel() != n_items:
-            raise ValueError(f"item indices must lie in [0, {n_items})")
         self.n_items = n_items
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ import math
 
 import torch
 
+from ._threads import cpu_threads
 from .data import Interactions, Split
 from .metrics import evaluate, ranking_task
 from .models import MF, bpr_loss
@@ -60,7 +61,8 @@ def loss_gradient(model: MF, pairs: Interactions, known: Interactions, n_negativ
     neg = sample_negatives(user, positives, torch.Generator().manual_seed(seed))
     P = model.user.detach().requires_grad_(True)
     Q = model.item.detach().requires_grad_(True)
-    return torch.autograd.grad(bpr_loss(P, Q, user, pos, neg), (P, Q))
+    with cpu_threads(1, device):
+        return torch.autograd.grad(bpr_loss(P, Q, user, pos, neg), (P, Q))
 
 
 def attack_gradient(model: MF, split: Split, attack: str = "test", n_negatives: int = 10,
@@ -116,7 +118,8 @@ def random_perturbation(model: MF, eps: float, relative: bool = False,
 
 def robustness_curve(model: MF, split: Split, eps_grid, *, relative: bool = False,
                      attack: str = "test", draws: int = 3, n_negatives: int = 10, seed: int = 0,
-                     k: int = 10, train: Interactions | None = None) -> dict:
+                     k: int = 10, train: Interactions | None = None,
+                     threads: int | None = 1) -> dict:
     """Test NDCG@k of ``model`` along ``eps_grid`` under the worst-case and under random
     perturbations (mean of ``draws`` random draws), and their relative drops
     ``1 − NDCG(eps) / NDCG(0)``. Returns lists keyed ``eps``, ``worst``, ``random``,
@@ -126,6 +129,11 @@ def robustness_curve(model: MF, split: Split, eps_grid, *, relative: bool = Fals
         raise ValueError("eps_grid is empty")
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise ValueError(f"draws must be a positive integer, got {draws!r}")
+    with cpu_threads(threads, model.user.device):
+        return _curve(model, split, grid, relative, attack, draws, n_negatives, seed, k, train)
+
+
+def _curve(model, split, grid, relative, attack, draws, n_negatives, seed, k, train) -> dict:
     task = ranking_task(split, "test", train=train).to(model.user.device)
     clean = evaluate(model, task, k)["ndcg"]
     grads = attack_gradient(model, split, attack, n_negatives, seed, train)
