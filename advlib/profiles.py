@@ -45,7 +45,7 @@ class Profile:
 PROFILES = {
     "smoke": Profile("smoke", mnist_train=600, mnist_test=300, linear_epochs=60,
                      regression_epochs=800,
-                     eps_points=6, eval_size=200, cnn_epochs=4, check_size=150,
+                     eps_points=6, eval_size=200, cnn_epochs=8, check_size=150,
                      zoo_examples=25, zoo_queries=4 * 257, progress=False,
                      rec_data="ml-100k", rec_dim=64, rec_batch=4096, bpr_epochs=25,
                      apr_epochs=15, apr_seeds=1),
