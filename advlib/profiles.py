@@ -40,6 +40,8 @@ class Profile:
     bpr_epochs: int  # most BPR epochs (early stopping on validation NDCG@10 usually ends sooner)
     apr_epochs: int  # most APR epochs after the converged BPR model
     apr_seeds: int  # training seeds of the BPR-versus-APR comparison
+    poison_targets: int  # target items per group (cold, mid-popularity) of the attacks (chapter 6)
+    poison_fractions: tuple  # fake profiles as fractions of the real users (chapter 6)
 
 
 PROFILES = {
@@ -48,17 +50,20 @@ PROFILES = {
                      eps_points=6, eval_size=200, cnn_epochs=8, check_size=150,
                      zoo_examples=25, zoo_queries=4 * 257, progress=False,
                      rec_data="ml-100k", rec_dim=64, rec_batch=4096, bpr_epochs=25,
-                     apr_epochs=15, apr_seeds=1),
+                     apr_epochs=15, apr_seeds=1,
+                     poison_targets=5, poison_fractions=(0.05,)),
     "cpu": Profile("cpu", mnist_train=4000, mnist_test=1000, linear_epochs=300,
                    regression_epochs=3000, eps_points=13, eval_size=1000, cnn_epochs=10,
                    check_size=500, zoo_examples=100, zoo_queries=16 * 257, progress=True,
                    rec_data="ml-100k", rec_dim=64, rec_batch=4096, bpr_epochs=300,
-                   apr_epochs=100, apr_seeds=3),
+                   apr_epochs=100, apr_seeds=3,
+                   poison_targets=5, poison_fractions=(0.01, 0.03, 0.05)),
     "gpu": Profile("gpu", mnist_train=None, mnist_test=None, linear_epochs=300,
                    regression_epochs=3000, eps_points=21, eval_size=None, cnn_epochs=10,
                    check_size=2000, zoo_examples=500, zoo_queries=40 * 257, progress=True,
                    rec_data="ml-1m", rec_dim=64, rec_batch=16384, bpr_epochs=400,
-                   apr_epochs=200, apr_seeds=5),
+                   apr_epochs=200, apr_seeds=5,
+                   poison_targets=5, poison_fractions=(0.01, 0.03, 0.05)),
 }
 
 

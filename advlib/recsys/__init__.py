@@ -26,6 +26,7 @@ from .robustness import (attack_gradient, loss_gradient, random_perturbation, ro
                          row_eps, worst_case_perturbation)
 from .sampling import PairSet, sample_negatives
 from .training import TrainResult, apr_delta, apr_perturbation, train_apr, train_bpr
+from . import poisoning
 
 __all__ = [
     "ImplicitData", "Interactions", "Split", "implicit_from_movielens", "item_popularity",
@@ -37,5 +38,5 @@ __all__ = [
     "worst_case_perturbation",
     "PairSet", "sample_negatives",
     "TrainResult", "apr_delta", "apr_perturbation", "train_apr", "train_bpr",
-    "checks",
+    "checks", "poisoning",
 ]
