@@ -42,6 +42,9 @@ class Profile:
     apr_seeds: int  # training seeds of the BPR-versus-APR comparison
     poison_targets: int  # target items per group (cold, mid-popularity) of the attacks (chapter 6)
     poison_fractions: tuple  # fake profiles as fractions of the real users (chapter 6)
+    at_epochs: int  # epochs of every model of the MNIST case study, standard and adversarial (ch. 4)
+    at_steps: int  # PGD steps of PGD-AT and TRADES during training (chapter 4)
+    autoattack_size: int  # test examples evaluated by AutoAttack; 0 = skip it (chapter 4)
 
 
 PROFILES = {
@@ -51,19 +54,22 @@ PROFILES = {
                      zoo_examples=25, zoo_queries=4 * 257, progress=False,
                      rec_data="ml-100k", rec_dim=64, rec_batch=4096, bpr_epochs=25,
                      apr_epochs=15, apr_seeds=1,
-                     poison_targets=5, poison_fractions=(0.05,)),
+                     poison_targets=5, poison_fractions=(0.05,),
+                     at_epochs=3, at_steps=3, autoattack_size=0),
     "cpu": Profile("cpu", mnist_train=4000, mnist_test=1000, linear_epochs=300,
                    regression_epochs=3000, eps_points=13, eval_size=1000, cnn_epochs=10,
                    check_size=500, zoo_examples=100, zoo_queries=16 * 257, progress=True,
                    rec_data="ml-100k", rec_dim=64, rec_batch=4096, bpr_epochs=300,
                    apr_epochs=100, apr_seeds=3,
-                   poison_targets=5, poison_fractions=(0.01, 0.03, 0.05)),
+                   poison_targets=5, poison_fractions=(0.01, 0.03, 0.05),
+                   at_epochs=10, at_steps=10, autoattack_size=200),
     "gpu": Profile("gpu", mnist_train=None, mnist_test=None, linear_epochs=300,
                    regression_epochs=3000, eps_points=21, eval_size=None, cnn_epochs=10,
                    check_size=2000, zoo_examples=500, zoo_queries=40 * 257, progress=True,
                    rec_data="ml-1m", rec_dim=64, rec_batch=16384, bpr_epochs=400,
                    apr_epochs=200, apr_seeds=5,
-                   poison_targets=5, poison_fractions=(0.01, 0.03, 0.05)),
+                   poison_targets=5, poison_fractions=(0.01, 0.03, 0.05),
+                   at_epochs=20, at_steps=40, autoattack_size=1000),
 }
 
 
