@@ -141,8 +141,8 @@ def test_negative_or_invalid_eps_raises(eps):
 def test_bpr_learns_the_groups_and_early_stopping_keeps_the_best_validation_epoch():
     split = planted()
     valid, test = rs.ranking_task(split, "valid"), rs.ranking_task(split, "test")
-    result = rs.train_bpr(split.train, split.n_users, split.n_items, dim=8, epochs=60,
-                          batch_size=64, lr=0.02, weight_decay=0.0, init_std=0.1, valid=valid,
+    result = rs.train_bpr(split.train, split.n_users, split.n_items, dim=8, epochs=40,
+                          batch_size=128, lr=0.03, weight_decay=0.0, init_std=0.1, valid=valid,
                           eval_every=2, patience=3, watch=test, seed=0)
     history = result.history
     assert history[0]["epoch"] == 0 and all("watch" in h for h in history)
