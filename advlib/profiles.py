@@ -55,7 +55,7 @@ PROFILES = {
                      rec_data="ml-100k", rec_dim=64, rec_batch=4096, bpr_epochs=25,
                      apr_epochs=15, apr_seeds=1,
                      poison_targets=5, poison_fractions=(0.05,),
-                     at_epochs=3, at_steps=3, autoattack_size=0),
+                     at_epochs=10, at_steps=5, autoattack_size=0),
     "cpu": Profile("cpu", mnist_train=4000, mnist_test=1000, linear_epochs=300,
                    regression_epochs=3000, eps_points=13, eval_size=1000, cnn_epochs=10,
                    check_size=500, zoo_examples=100, zoo_queries=12 * 257, progress=True,
