@@ -46,6 +46,8 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ._checks import check_eps as _check_eps
+
 __all__ = ["fgsm", "pgd", "random_noise", "zoo", "zo_gradient", "attack_loss",
            "NORMS", "LOSSES"]
 
@@ -54,23 +56,6 @@ LOSSES = ("ce", "cw")
 
 
 # --------------------------------------------------------------------------- argument checks
-
-def _check_eps(eps) -> float:
-    if isinstance(eps, torch.Tensor):
-        if eps.numel() != 1:
-            raise ValueError(f"eps must be a single number, got a tensor of shape {tuple(eps.shape)}")
-        eps = eps.item()
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise ValueError(f"eps must be a real number, got {eps!r}")
-    eps = float(eps)
-    if math.isnan(eps):
-        raise ValueError("eps is NaN: the size of the perturbation must be a number ≥ 0")
-    if eps < 0:
-        raise ValueError(f"eps must be ≥ 0 (it is the radius of a ball), got {eps}")
-    if math.isinf(eps):
-        raise ValueError("eps must be finite (under ℓ∞, eps = 1 already allows any image)")
-    return eps
-
 
 def _check_positive(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \

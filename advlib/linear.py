@@ -48,6 +48,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ._checks import check_eps as _check_eps
 from .exercises import check
 
 __all__ = [
@@ -64,23 +65,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- input checks
-
-def _check_eps(eps) -> float:
-    if isinstance(eps, torch.Tensor):
-        if eps.numel() != 1:
-            raise ValueError(f"eps must be a single number, got a tensor of shape {tuple(eps.shape)}")
-        eps = eps.item()
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise ValueError(f"eps must be a real number, got {eps!r}")
-    eps = float(eps)
-    if math.isnan(eps):
-        raise ValueError("eps is NaN: the size of the perturbation must be a number ≥ 0")
-    if eps < 0:
-        raise ValueError(f"eps must be ≥ 0 (it is the radius of a ball), got {eps}")
-    if math.isinf(eps):
-        raise ValueError("eps must be finite (eps = 1 already allows any image in [0, 1])")
-    return eps
-
 
 def _check_images(x) -> None:
     if not isinstance(x, torch.Tensor):
