@@ -45,6 +45,18 @@ class Profile:
     at_epochs: int  # epochs of every model of the MNIST case study, standard and adversarial (ch. 4)
     at_steps: int  # PGD steps of PGD-AT and TRADES during training (chapter 4)
     autoattack_size: int  # test examples evaluated by AutoAttack; 0 = skip it (chapter 4)
+    # Chapter 8 (SASRec): defaults are the cpu sizes, so every profile has them.
+    seq_data: str = "ml-100k"  # data set of the sequence recommender
+    seq_len: int = 50  # most recent items a sequence holds (max_len)
+    seq_dim: int = 64  # SASRec's embedding size
+    seq_blocks: int = 2  # self-attention blocks
+    seq_heads: int = 1  # attention heads per block
+    seq_batch: int = 128  # training sequences per batch
+    seq_epochs: int = 10  # most epochs of plain training (early stopping on validation NDCG@10)
+    seq_at_epochs: int = 3  # epochs of adversarial (and continued plain) training after that
+    seq_seeds: int = 3  # training seeds of the with/without adversarial training comparison
+    seq_attack_users: int = 400  # test users whose histories are attacked; 0 = all
+    seq_substitutions: int = 3  # the attack's largest budget r (items substituted per user)
 
 
 PROFILES = {
@@ -55,7 +67,9 @@ PROFILES = {
                      rec_data="ml-100k", rec_dim=64, rec_batch=4096, bpr_epochs=25,
                      apr_epochs=15, apr_seeds=1,
                      poison_targets=5, poison_fractions=(0.05,),
-                     at_epochs=10, at_steps=5, autoattack_size=0),
+                     at_epochs=10, at_steps=5, autoattack_size=0,
+                     seq_len=30, seq_dim=32, seq_epochs=6, seq_at_epochs=1, seq_seeds=1,
+                     seq_attack_users=200, seq_substitutions=2),
     "cpu": Profile("cpu", mnist_train=4000, mnist_test=1000, linear_epochs=300,
                    regression_epochs=3000, eps_points=13, eval_size=1000, cnn_epochs=10,
                    check_size=500, zoo_examples=100, zoo_queries=12 * 257, progress=True,
@@ -69,7 +83,9 @@ PROFILES = {
                    rec_data="ml-1m", rec_dim=64, rec_batch=16384, bpr_epochs=400,
                    apr_epochs=200, apr_seeds=5,
                    poison_targets=5, poison_fractions=(0.01, 0.03, 0.05),
-                   at_epochs=20, at_steps=40, autoattack_size=1000),
+                   at_epochs=20, at_steps=40, autoattack_size=1000,
+                   seq_data="ml-1m", seq_len=200, seq_dim=50, seq_epochs=200, seq_at_epochs=20,
+                   seq_seeds=5, seq_attack_users=0, seq_substitutions=5),
 }
 
 

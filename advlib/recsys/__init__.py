@@ -14,7 +14,9 @@ so a training set with extra (fake) users appended trains the same way.
   (99 sampled negatives), :func:`ndcg_at_k`;
 * robustness: :func:`robustness_curve`, :func:`worst_case_perturbation`,
   :func:`random_perturbation`, :func:`attack_gradient`;
-* exercise checks: :mod:`advlib.recsys.checks`.
+* exercise checks: :mod:`advlib.recsys.checks`;
+* chapter 8, a transformer sequence recommender (SASRec), its adversarial training and the
+  history-substitution attack: :mod:`advlib.recsys.sequential`.
 """
 from . import checks
 from .data import (ImplicitData, Interactions, Split, implicit_from_movielens, item_popularity,
@@ -27,6 +29,7 @@ from .robustness import (attack_gradient, loss_gradient, random_perturbation, ro
 from .sampling import PairSet, sample_negatives
 from .training import TrainResult, apr_delta, apr_perturbation, train_apr, train_bpr
 from . import poisoning
+from . import sequential
 
 __all__ = [
     "ImplicitData", "Interactions", "Split", "implicit_from_movielens", "item_popularity",
@@ -38,5 +41,5 @@ __all__ = [
     "worst_case_perturbation",
     "PairSet", "sample_negatives",
     "TrainResult", "apr_delta", "apr_perturbation", "train_apr", "train_bpr",
-    "checks", "poisoning",
+    "checks", "poisoning", "sequential",
 ]
