@@ -7,6 +7,8 @@ its false-robustness demonstrations); later chapters reuse the same architecture
   pixels in [0, 1] and the ε of a threat model means what it says.
 * :func:`mnist_cnn` — the small CNN of Wong, Rice & Kolter (2020, "Fast is better than free"):
   conv 16 → conv 32 → dense 100 → 10 logits.
+* :func:`madry_cnn` — the larger CNN of Madry et al. (2018): conv 32 → pool → conv 64 → pool →
+  dense 1024 → 10 logits (chapter 4's ``gpu`` profile).
 * :class:`SoftmaxOutputs`, :class:`ScaledLogits` — *broken* wrappers that return probabilities or
   logits × 1e4. Accuracy is unchanged, but the cross-entropy gradient vanishes or underflows, so
   gradient attacks seem to fail: gradient masking, which :func:`advlib.evaluation.sanity_checks`
@@ -17,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Normalize", "mnist_cnn", "SoftmaxOutputs", "ScaledLogits", "MNIST_MEAN", "MNIST_STD"]
+__all__ = ["Normalize", "mnist_cnn", "madry_cnn", "SoftmaxOutputs", "ScaledLogits", "MNIST_MEAN", "MNIST_STD"]
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -54,6 +56,19 @@ def mnist_cnn(num_classes: int = 10, normalize: bool = True) -> nn.Sequential:
         nn.Linear(100, num_classes),
     ]
     return nn.Sequential(*layers)
+
+
+def madry_cnn(num_classes: int = 10) -> nn.Sequential:
+    """Madry et al.'s MNIST CNN for ``[N, 1, 28, 28]`` inputs in [0, 1]: 5×5 convolutions with 32
+    and 64 channels, each followed by 2×2 max-pooling, a dense layer of 1,024 units and
+    ``num_classes`` logits (3.3 M parameters, 20× the small CNN)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 1024), nn.ReLU(),
+        nn.Linear(1024, num_classes),
+    )
 
 
 class SoftmaxOutputs(nn.Module):

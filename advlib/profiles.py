@@ -57,6 +57,15 @@ class Profile:
     seq_seeds: int = 3  # training seeds of the with/without adversarial training comparison
     seq_attack_users: int = 400  # test users whose histories are attacked; 0 = all
     seq_substitutions: int = 3  # the attack's largest budget r (items substituted per user)
+    text_dim: int = 64  # embedding size of the text-reading recommenders (chapter 7)
+    text_epochs: int = 25  # most BPR epochs of MF, the content tower and the hybrid (chapter 7)
+    text_apr_epochs: int = 5  # epochs of adversarial training in the text-embedding space
+    text_seeds: int = 1  # training seeds of the MF / content / hybrid comparison
+    text_targets: int = 2  # cold target items of the text-editing attack
+    text_words: int = 2  # the attack's budget: words appended or substituted
+    text_vocab: int = 100  # candidate words per vocabulary (all titles; each genre)
+    text_shortlist: int = 8  # words tried exactly per step, chosen along the gradient
+    text_benign: int = 60  # items whose benign edits calibrate and test the edit check
 
 
 PROFILES = {
@@ -76,13 +85,17 @@ PROFILES = {
                    rec_data="ml-100k", rec_dim=64, rec_batch=4096, bpr_epochs=300,
                    apr_epochs=100, apr_seeds=3,
                    poison_targets=5, poison_fractions=(0.01, 0.03, 0.05),
-                   at_epochs=10, at_steps=10, autoattack_size=200),
+                   text_epochs=300, text_apr_epochs=20, text_targets=5, text_words=3,
+                   text_vocab=300, text_shortlist=16, text_benign=200,
+                   at_epochs=15, at_steps=10, autoattack_size=200),
     "gpu": Profile("gpu", mnist_train=None, mnist_test=None, linear_epochs=300,
                    regression_epochs=3000, eps_points=21, eval_size=None, cnn_epochs=10,
                    check_size=2000, zoo_examples=500, zoo_queries=40 * 257, progress=True,
                    rec_data="ml-1m", rec_dim=64, rec_batch=16384, bpr_epochs=400,
                    apr_epochs=200, apr_seeds=5,
                    poison_targets=5, poison_fractions=(0.01, 0.03, 0.05),
+                   text_epochs=300, text_apr_epochs=40, text_seeds=3, text_targets=10,
+                   text_words=3, text_vocab=500, text_shortlist=32, text_benign=400,
                    at_epochs=20, at_steps=40, autoattack_size=1000,
                    seq_data="ml-1m", seq_len=200, seq_dim=50, seq_epochs=200, seq_at_epochs=20,
                    seq_seeds=5, seq_attack_users=0, seq_substitutions=5),

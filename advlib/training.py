@@ -187,12 +187,13 @@ def grad_evals_per_example(attack: TrainingAttack | None, training: bool = True)
     return (0 if attack is None else attack.grad_evals) + int(training)
 
 
-def run_epoch(model, x, y, attack: TrainingAttack | None = None, *, opt=None,
+def run_epoch(model, x, y, attack: TrainingAttack | None = None, *, opt=None, scheduler=None,
               batch_size: int = 100, generator: torch.Generator | None = None) -> EpochResult:
     """One pass over ``(x, y)``. With an optimiser ``opt`` it **trains** (shuffled mini-batches,
     drawn from ``generator``; model in train mode for the update); without it it **evaluates**
     (in order, eval mode, no parameter changes). ``attack`` is ``None`` (standard, clean inputs)
-    or a :class:`TrainingAttack` (:func:`pgd_at`, :func:`fgsm_rs`, :func:`trades`).
+    or a :class:`TrainingAttack` (:func:`pgd_at`, :func:`fgsm_rs`, :func:`trades`). A learning-rate
+    ``scheduler`` steps after every update.
 
     The model is left in eval mode. Returns an :class:`EpochResult`.
     """
@@ -224,6 +225,8 @@ def run_epoch(model, x, y, attack: TrainingAttack | None = None, *, opt=None,
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
         total_loss += loss.item() * len(idx)
         correct += (logits.argmax(1) == yb).sum().item()
     model.eval()
@@ -268,22 +271,43 @@ class OverfittingGuard:
         return False
 
 
+def cyclic_lr(opt, lr_max: float, total_steps: int):
+    """Wong et al.'s triangular schedule: the learning rate rises linearly from 0 to ``lr_max``
+    over the first half of ``total_steps`` updates and falls back to 0 over the second half."""
+    half = total_steps / 2
+
+    def factor(step):
+        return max(0.0, 1 - abs(step + 1 - half) / half)
+
+    for group in opt.param_groups:
+        group["lr"] = lr_max
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def adversarial_train(model, x, y, epochs: int, attack: TrainingAttack | None = None, *,
-                      lr: float = 1e-3, batch_size: int = 100,
+                      lr: float = 1e-3, schedule: str = "constant", batch_size: int = 100,
                       generator: torch.Generator | None = None,
                       guard: OverfittingGuard | None = None,
                       show_progress: bool = False) -> list[EpochResult]:
-    """Train ``model`` with Adam for up to ``epochs`` calls of :func:`run_epoch`. With a
-    ``guard`` (:class:`OverfittingGuard`) the starting model is checked first, then each epoch;
-    a rollback ends training with the previous weights. Returns the epochs' results."""
+    """Train ``model`` with Adam for up to ``epochs`` calls of :func:`run_epoch`; ``schedule``
+    is ``"constant"`` (learning rate ``lr``) or ``"cyclic"`` (:func:`cyclic_lr` peaking at
+    ``lr``). With a ``guard`` (:class:`OverfittingGuard`) the starting model is checked first,
+    then each epoch; a rollback ends training with the previous weights. Returns the epochs'
+    results."""
     epochs = _check_count("epochs", epochs)
+    batch_size = _check_count("batch_size", batch_size)
+    if schedule not in ("constant", "cyclic"):
+        raise ValueError(f"schedule must be 'constant' or 'cyclic', got {schedule!r}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = None
+    if schedule == "cyclic":
+        scheduler = cyclic_lr(opt, lr, epochs * -(-len(y) // batch_size))
     if guard is not None:
         guard.check(model)
     history = []
     for _ in _progress(range(epochs), enabled=show_progress, desc="epochs", leave=False):
-        history.append(run_epoch(model, x, y, attack, opt=opt, batch_size=batch_size,
-                                 generator=generator))
+        history.append(run_epoch(model, x, y, attack, opt=opt, scheduler=scheduler,
+                                 batch_size=batch_size, generator=generator))
         if guard is not None and guard.check(model):
             break
     model.eval()

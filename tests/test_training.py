@@ -150,6 +150,48 @@ def test_guard_keeps_going_without_a_drop_and_training_stops_on_rollback():
     assert len(history) == 2 and guard.rolled_back_at == 2
 
 
+def test_cyclic_schedule_rises_to_the_peak_and_falls_to_zero():
+    opt = torch.optim.Adam(tiny_model().parameters(), lr=1.0)
+    scheduler = T.cyclic_lr(opt, 0.004, total_steps=20)
+    rates = []
+    for _ in range(20):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    peak = rates.index(max(rates))
+    assert max(rates) == pytest.approx(0.004) and peak == 9
+    assert all(a < b for a, b in zip(rates[:peak], rates[1:peak + 1]))
+    assert all(a > b for a, b in zip(rates[peak:], rates[peak + 1:]))
+    assert rates[0] == pytest.approx(0.0004) and opt.param_groups[0]["lr"] == pytest.approx(0)
+
+
+def test_cyclic_training_steps_the_schedule_once_per_update():
+    x, y = tiny_data(n=120)
+    model = tiny_model()
+    seen = []
+    original = T.run_epoch
+
+    def spy(*args, scheduler=None, **kwargs):
+        result = original(*args, scheduler=scheduler, **kwargs)
+        seen.append(scheduler.last_epoch)
+        return result
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(T, "run_epoch", spy)
+        T.adversarial_train(model, x, y, 3, None, lr=1e-3, schedule="cyclic", batch_size=50)
+    assert seen == [3, 6, 9]  # 120 examples in batches of 50: 3 updates per epoch
+    with pytest.raises(ValueError, match="schedule"):
+        T.adversarial_train(model, x, y, 1, None, schedule="cosine")
+
+
+def test_madry_cnn_shape_and_size():
+    from advlib.models import madry_cnn, mnist_cnn
+    model = madry_cnn()
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == 3_274_634  # Madry et al.'s MNIST network
+    assert n_params > 15 * sum(p.numel() for p in mnist_cnn().parameters())
+
+
 def test_save_and_load_round_trip(tmp_path):
     model, (x, y) = tiny_model(), tiny_data()
     meta = T.save_model(model, tmp_path / "m.pt", architecture="tiny", eps=0.1)
