@@ -96,6 +96,31 @@ def apr_perturbation(user_table: torch.Tensor, item_table: torch.Tensor, user: t
     return apr_delta(grad_p, eps), apr_delta(grad_q, eps)
 
 
+def _batch_loss(model, u, i, j, adversarial: bool, eps: float, reg_adv: float) -> torch.Tensor:
+    """BPR loss of one batch, plus ``reg_adv`` · BPR under APR's perturbation when
+    ``adversarial``. :class:`MF` is perturbed on its two tables. Any other model describes
+    where it is perturbed: ``adv_inputs()`` returns ``(user_input, item_input)`` (``None``:
+    not perturbed), tensors in the graph of ``tables_from(user_input, item_input)``, which
+    returns the user and item tables (e.g. the raw text features of a content model, chapter 7).
+    """
+    if not hasattr(model, "adv_inputs"):
+        loss = bpr_loss(model.user, model.item, u, i, j)
+        if adversarial:
+            grad_p, grad_q = torch.autograd.grad(loss, (model.user, model.item),
+                                                 retain_graph=True)
+            dp, dq = apr_delta(grad_p, eps), apr_delta(grad_q, eps)
+            loss = loss + reg_adv * bpr_loss(model.user + dp, model.item + dq, u, i, j)
+        return loss
+    inputs = model.adv_inputs()
+    loss = bpr_loss(*model.tables_from(*inputs), u, i, j)
+    if adversarial:
+        moved = [x for x in inputs if x is not None]
+        grads = iter(torch.autograd.grad(loss, moved, retain_graph=True))
+        perturbed = [None if x is None else x + apr_delta(next(grads), eps) for x in inputs]
+        loss = loss + reg_adv * bpr_loss(*model.tables_from(*perturbed), u, i, j)
+    return loss
+
+
 def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -170,12 +195,8 @@ def _fit_loop(model: MF, train: Interactions, n_users: int, n_items: int, *, adv
         total = 0.0
         for s in range(0, len(train), batch_size):
             u, i, j = user[s:s + batch_size], pos[s:s + batch_size], neg[s:s + batch_size]
-            loss = bpr_loss(model.user, model.item, u, i, j)
-            if adversarial and reg_adv > 0 and eps > 0:
-                grad_p, grad_q = torch.autograd.grad(loss, (model.user, model.item),
-                                                     retain_graph=True)
-                dp, dq = apr_delta(grad_p, eps), apr_delta(grad_q, eps)
-                loss = loss + reg_adv * bpr_loss(model.user + dp, model.item + dq, u, i, j)
+            loss = _batch_loss(model, u, i, j, adversarial and reg_adv > 0 and eps > 0,
+                               eps, reg_adv)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
