@@ -55,7 +55,7 @@ class Profile:
     seq_epochs: int = 10  # most epochs of plain training (early stopping on validation NDCG@10)
     seq_at_epochs: int = 3  # epochs of adversarial (and continued plain) training after that
     seq_seeds: int = 3  # training seeds of the with/without adversarial training comparison
-    seq_attack_users: int = 400  # test users whose histories are attacked; 0 = all
+    seq_attack_users: int = 300  # test users whose histories are attacked; 0 = all
     seq_substitutions: int = 3  # the attack's largest budget r (items substituted per user)
     text_dim: int = 64  # embedding size of the text-reading recommenders (chapter 7)
     text_epochs: int = 25  # most BPR epochs of MF, the content tower and the hybrid (chapter 7)
@@ -78,7 +78,7 @@ PROFILES = {
                      poison_targets=5, poison_fractions=(0.05,),
                      at_epochs=10, at_steps=5, autoattack_size=0,
                      seq_len=30, seq_dim=32, seq_epochs=6, seq_at_epochs=1, seq_seeds=1,
-                     seq_attack_users=200, seq_substitutions=2),
+                     seq_attack_users=100, seq_substitutions=2),
     "cpu": Profile("cpu", mnist_train=4000, mnist_test=1000, linear_epochs=300,
                    regression_epochs=3000, eps_points=13, eval_size=1000, cnn_epochs=10,
                    check_size=500, zoo_examples=100, zoo_queries=12 * 257, progress=True,

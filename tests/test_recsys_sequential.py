@@ -198,3 +198,25 @@ def test_bad_input_gets_clear_errors(data, trained):
         sq.sequence_split(chains(), max_len=0)
     with pytest.raises(ValueError, match="target"):
         sq.substitution_path(model, data.test_input, 1, target=99)
+
+
+def test_exercise_checks_accept_the_reference_and_reject_mistakes(capsys):
+    from advlib.recsys import checks
+
+    assert checks.check_attention_mask(sq.attention_mask)
+    assert not checks.check_attention_mask(lambda s: ~sq.attention_mask(s))
+    assert checks.check_training_windows(lambda seq, n: sq.training_windows([seq], n))
+    assert not checks.check_training_windows(
+        lambda seq, n: tuple(t.flip(0) for t in sq.training_windows([seq], n)) if len(seq) > 7
+        else sq.training_windows([seq], n))
+
+    def delta(grad, eps, seqs):
+        from advlib.recsys import apr_delta
+        return apr_delta(grad.reshape(-1, grad.shape[-1]), eps).view_as(grad) * \
+            (seqs != sq.PAD).unsqueeze(-1)
+
+    assert checks.check_input_delta(delta)
+    assert not checks.check_input_delta(lambda g, e, s: delta(g, e, torch.ones_like(s)))
+    assert checks.check_substitution_gain(sq.substitution_gain)
+    assert not checks.check_substitution_gain(lambda g, t, s: g @ t[1:].T)
+    assert "✗ Exercise 8.4" in capsys.readouterr().out

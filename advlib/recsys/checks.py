@@ -174,3 +174,124 @@ def check_sampled_rank(rank_fn: Callable) -> bool:
         assert torch.equal(got, (neg >= pos[:, None]).sum(1)), "wrong ranks on random scores"
 
     return check("5.5", assertions)
+
+
+# ---------------------------------------------------------------------------------------
+# Chapter 8: the sequence recommender (SASRec) and the history-substitution attack.
+
+from . import sequential as _seq  # noqa: E402 - the chapter 8 section of this module
+
+__all__ += ["check_attention_mask", "check_training_windows", "check_input_delta",
+            "check_substitution_gain"]
+
+
+def _random_sequences(seed: int, rows: int = 30, length: int = 8, n_items: int = 20):
+    """Left-padded sequences of random lengths 1..length (item + 1, 0 = padding)."""
+    g = torch.Generator().manual_seed(seed)
+    seqs = torch.randint(1, n_items + 1, (rows, length), generator=g)
+    lengths = torch.randint(1, length + 1, (rows,), generator=g)
+    seqs[torch.arange(length) < (length - lengths).unsqueeze(1)] = _seq.PAD
+    return seqs
+
+
+def check_attention_mask(mask_fn: Callable) -> bool:
+    """Exercise 8.1: ``mask_fn(seqs)`` returns the boolean ``[B, L, L]`` mask of what each
+    position may *not* attend to: the future and padding keys, never the diagonal."""
+
+    def assertions():
+        seqs = torch.tensor([[0, 0, 3, 4], [5, 6, 7, 8]])
+        got = _tensor(_call(mask_fn, seqs.clone()), "mask", (2, 4, 4))
+        assert got.dtype == torch.bool, f"return a boolean tensor, got {got.dtype}"
+        full = got[1]
+        if torch.equal(full, ~torch.ones(4, 4, dtype=torch.bool).triu(1)):
+            raise AssertionError("True must mean *blocked*: position t may not see s > t "
+                                 "(you returned the allowed positions)")
+        assert torch.equal(full, torch.ones(4, 4, dtype=torch.bool).triu(1)), (
+            "without padding, position t is blocked from exactly the positions s > t")
+        assert not got[0].diagonal().any(), ("never block the diagonal: a padding position "
+                                             "with nothing to attend to makes the softmax NaN")
+        assert got[0][2:, :2].all(), "the real positions must not attend to padding keys"
+        for seed in range(3):
+            seqs = _random_sequences(seed)
+            got = _tensor(_call(mask_fn, seqs.clone()), "mask", (30, 8, 8))
+            assert torch.equal(got, _seq.attention_mask(seqs)), "wrong mask on random sequences"
+
+    return check("8.1", assertions)
+
+
+def check_training_windows(windows_fn: Callable) -> bool:
+    """Exercise 8.2: ``windows_fn(seq, max_len)`` returns ``(inputs, targets)`` for one
+    sequence of 0-based items: every next item predicted once, windows cut from the end,
+    left-padded, as ``item + 1``."""
+
+    def assertions():
+        inputs, targets = _call(windows_fn, torch.tensor([0, 1, 2, 3]), 3)
+        inputs = _tensor(inputs, "inputs", (1, 3))
+        assert inputs.tolist() == [[1, 2, 3]] and targets.tolist() == [[2, 3, 4]], (
+            "for items 0, 1, 2, 3 and max_len 3 the one window is inputs [1, 2, 3] and targets "
+            f"[2, 3, 4] (item + 1), got {inputs.tolist()} and {targets.tolist()}")
+        g = torch.Generator().manual_seed(0)
+        for n in (2, 5, 7, 13, 31):
+            seq = torch.randint(0, 50, (n,), generator=g)
+            want = _seq.training_windows([seq], 6)
+            got = _call(windows_fn, seq.clone(), 6)
+            got = tuple(_tensor(t, name, want[0].shape) for t, name in
+                        zip(got, ("inputs", "targets")))
+            assert torch.equal(got[1], want[1]), (
+                f"wrong targets for a sequence of {n} items: cut windows of max_len from the "
+                "end (the most recent items form the last, full window), pad on the left")
+            assert torch.equal(got[0], want[0]), f"wrong inputs for a sequence of {n} items"
+
+    return check("8.2", assertions)
+
+
+def check_input_delta(delta_fn: Callable) -> bool:
+    """Exercise 8.3: ``delta_fn(grad, eps, seqs)`` moves every real position's input embedding
+    by length ``eps`` along its own gradient; padding positions and zero gradients stay put."""
+
+    def assertions():
+        seqs = _random_sequences(1)
+        g = torch.Generator().manual_seed(2)
+        grad = torch.randn(30, 8, 16, generator=g) * torch.rand(30, 8, 1, generator=g) * 3
+        grad[3, -1] = 0.0
+        for eps in (0.0, 0.5, 2.0):
+            got = _tensor(_call(delta_fn, grad.clone(), eps, seqs.clone()), "delta", grad.shape)
+            assert torch.all(got[seqs == _seq.PAD] == 0), "padding positions must not move"
+            assert torch.all(got[3, -1] == 0), "a zero gradient gives a zero perturbation (no NaN)"
+            norms = got.norm(dim=-1)
+            real = (seqs != _seq.PAD) & (grad.norm(dim=-1) > 0)
+            if eps > 0 and abs(got.norm().item() - eps) < 1e-3:
+                raise AssertionError("normalise each position on its own, not the whole tensor")
+            assert torch.allclose(norms[real], torch.full_like(norms[real], eps), atol=1e-4), \
+                f"every real position should move by length eps = {eps}"
+            want = apr_delta(grad.reshape(-1, 16), eps).view_as(grad) * real.unsqueeze(-1)
+            assert torch.allclose(got, want, atol=1e-5), "each position moves along its gradient"
+
+    return check("8.3", assertions)
+
+
+def check_substitution_gain(gain_fn: Callable) -> bool:
+    """Exercise 8.4: ``gain_fn(grad, table, seqs)`` returns the first-order gain
+    ``(table[j + 1] − table[seqs[b, p]]) · grad[b, p]`` of every substitution, ``[B, L, n]``."""
+
+    def assertions():
+        table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+        seqs = torch.tensor([[1, 2]])
+        grad = torch.tensor([[[2.0, 0.0], [0.0, -1.0]]])
+        got = _tensor(_call(gain_fn, grad, table, seqs), "gain", (1, 2, 3))
+        # position 0 holds [1, 0], gradient [2, 0]; position 1 holds [0, 1], gradient [0, -1]
+        want = torch.tensor([[[0.0, -2.0, 0.0], [1.0, 0.0, 0.0]]])
+        if torch.allclose(got, want + torch.tensor([[[2.0], [-1.0]]])):
+            raise AssertionError("subtract the current item's term: the gain is the change "
+                                 "(e_new − e_old) · g, not e_new · g")
+        assert torch.allclose(got, want), (f"for this small case expected {want.tolist()}, got "
+                                           f"{got.tolist()}; column j is item j (table row j + 1)")
+        g = torch.Generator().manual_seed(0)
+        table = torch.randn(21, 8, generator=g)
+        seqs = _random_sequences(3)
+        grad = torch.randn(30, 8, 8, generator=g)
+        got = _tensor(_call(gain_fn, grad, table, seqs), "gain", (30, 8, 20))
+        assert torch.allclose(got, _seq.substitution_gain(grad, table, seqs), atol=1e-4), \
+            "wrong gains on random embeddings"
+
+    return check("8.4", assertions)

@@ -40,8 +40,9 @@ from .metrics import RankingTask, evaluate, ranking_task
 from .training import TrainResult, apr_delta
 
 __all__ = ["PAD", "SeqData", "sequence_split", "pad_left", "training_windows", "SASRec",
+           "attention_mask", "substitution_gain",
            "sequence_loss", "input_perturbation", "train_sasrec", "sequence_scores",
-           "subset_task", "substitution_path", "target_hit_rate"]
+           "subset_task", "substitution_path", "target_ranks", "target_hit_rate"]
 
 PAD = 0  # the padding index of every sequence; item i is stored as i + 1
 
@@ -144,6 +145,24 @@ def training_windows(train_seqs, max_len: int, windows: int | None = None
     return torch.stack(inputs), torch.stack(targets)
 
 
+def attention_mask(seqs: torch.Tensor) -> torch.Tensor:
+    """``blocked[b, t, s]``: may position ``t`` of sequence ``b`` *not* attend to position
+    ``s``? True for the future (``s > t``) and for padding keys, except on the diagonal (a
+    padding position attends to itself, so no row of the softmax is empty)."""
+    length = seqs.shape[1]
+    future = torch.ones(length, length, dtype=torch.bool, device=seqs.device).triu(1)
+    blocked = future | (seqs == PAD).unsqueeze(1)  # [B, L, L]: query t, key s
+    return blocked & ~torch.eye(length, dtype=torch.bool, device=seqs.device)
+
+
+def substitution_gain(grad: torch.Tensor, table: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+    """First-order gain of putting item ``j`` at position ``p``: ``gain[b, p, j] =
+    (table[j + 1] − table[seqs[b, p]]) · grad[b, p]``, for ``grad`` the gradient of the
+    attacker's objective with respect to the input embeddings and ``table`` the item
+    embeddings (row 0 = padding)."""
+    return grad @ table[1:].T - (grad * table[seqs]).sum(-1, keepdim=True)
+
+
 class _Block(nn.Module):
     """One SASRec block as in the authors' code: ``x = LN(x) + attention(LN(x), x, x)``, then a
     point-wise feed-forward layer with a residual connection, dropout in both."""
@@ -222,10 +241,7 @@ class SASRec(nn.Module):
         positions = torch.arange(self.max_len - length, self.max_len, device=seqs.device)
         real = (seqs != PAD).unsqueeze(-1)
         x = self.dropout(self.norm_input(x + self.position(positions))) * real
-        future = torch.ones(length, length, dtype=torch.bool, device=seqs.device).triu(1)
-        blocked = future | (seqs == PAD).unsqueeze(1)  # [B, L, L]: query t, key s
-        blocked = blocked & ~torch.eye(length, dtype=torch.bool, device=seqs.device)
-        blocked = blocked.repeat_interleave(self.heads, dim=0)
+        blocked = attention_mask(seqs).repeat_interleave(self.heads, dim=0)
         for block in self.blocks:
             x = block(x, blocked) * real
         return self.norm_output(x) * real
@@ -459,8 +475,7 @@ def _gradient_path(model, seqs, r, target, k, forbid) -> list[torch.Tensor]:
         embedded = table[current].clone().requires_grad_(True)
         objective = _attack_objective(model, current, embedded, target, clean_top)
         (grad,) = torch.autograd.grad(objective, embedded)
-        # gain[b, p, j] = (e_{j+1} - e_{current[b, p]}) . grad[b, p]
-        gain = grad @ table[1:].T - (grad * table[current]).sum(-1, keepdim=True)
+        gain = substitution_gain(grad, table, current)
         gain[~free] = float("-inf")
         gain.scatter_(2, (current - 1).clamp(min=0).unsqueeze(-1), float("-inf"))
         if target is not None:
@@ -507,17 +522,24 @@ def _random_path(model, seqs, r, forbid, seed) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def target_hit_rate(model: SASRec, inputs: torch.Tensor, task: RankingTask, target: int,
-                    k: int = 10) -> float:
-    """Share of ``task``'s users for whom ``target`` is in the top ``k`` (their known items
-    excluded, as in :func:`advlib.recsys.evaluate`); users who already know the target or hold
-    it out are left out. ``inputs`` are the rows of ``task.users``, in that order."""
+def target_ranks(model: SASRec, inputs: torch.Tensor, task: RankingTask, target: int) -> torch.Tensor:
+    """The rank of ``target`` (0 = first) in each ranking of ``task``, the user's known items
+    excluded as in :func:`advlib.recsys.evaluate`, for the users who have not interacted with
+    it (neither known nor held out). ``inputs`` are the rows of ``task.users``, in that order."""
     if len(inputs) != len(task.users):
         raise ValueError("inputs must hold one sequence per user of the task")
+    if not 0 <= int(target) < model.n_items:
+        raise ValueError(f"target must be an item index in [0, {model.n_items}), got {target!r}")
     fair = ~task.exclude[:, target] & ~task.targets[:, target]
     if not bool(fair.any()):
         raise ValueError(f"every user of the task already knows item {target}")
     scores = sequence_scores(model, inputs)(torch.arange(len(inputs), device=inputs.device))
     scores = scores.masked_fill(task.exclude.to(scores.device), float("-inf"))
     rank = (scores > scores[:, target:target + 1]).sum(1)
-    return (rank[fair.to(rank.device)] < k).double().mean().item()
+    return rank[fair.to(rank.device)]
+
+
+def target_hit_rate(model: SASRec, inputs: torch.Tensor, task: RankingTask, target: int,
+                    k: int = 10) -> float:
+    """Share of the users of :func:`target_ranks` who have ``target`` in their top ``k``."""
+    return (target_ranks(model, inputs, task, target) < k).double().mean().item()
