@@ -58,7 +58,7 @@ class Profile:
     seq_attack_users: int = 300  # test users whose histories are attacked; 0 = all
     seq_substitutions: int = 3  # the attack's largest budget r (items substituted per user)
     text_dim: int = 64  # embedding size of the text-reading recommenders (chapter 7)
-    text_epochs: int = 25  # most BPR epochs of MF, the content tower and the hybrid (chapter 7)
+    text_epochs: int = 15  # most BPR epochs of MF, the content tower and the hybrid (chapter 7)
     text_apr_epochs: int = 5  # epochs of adversarial training in the text-embedding space
     text_seeds: int = 1  # training seeds of the MF / content / hybrid comparison
     text_targets: int = 2  # cold target items of the text-editing attack
@@ -86,7 +86,7 @@ PROFILES = {
                    apr_epochs=100, apr_seeds=3,
                    poison_targets=5, poison_fractions=(0.01, 0.03, 0.05),
                    text_epochs=300, text_apr_epochs=20, text_targets=5, text_words=3,
-                   text_vocab=300, text_shortlist=16, text_benign=200,
+                   text_vocab=300, text_shortlist=12, text_benign=100,
                    at_epochs=15, at_steps=10, autoattack_size=200),
     "gpu": Profile("gpu", mnist_train=None, mnist_test=None, linear_epochs=300,
                    regression_epochs=3000, eps_points=21, eval_size=None, cnn_epochs=10,

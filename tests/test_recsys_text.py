@@ -303,7 +303,8 @@ def test_exposure_matches_full_ranking_by_hand():
 
 def word_lists():
     return st.lists(st.sampled_from(["omega", "sigma", "kappa", "nu", "xi", "rho", "tau", "phi",
-                                     "chi", "psi", "mu", "pi"]), min_size=1, max_size=8, unique=True)
+                                     "chi", "psi", "mu", "pi"]),
+                    min_size=1, max_size=8, unique=True)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -383,7 +384,8 @@ def test_benign_edits_and_detection_scores():
     edits = dict(ta.benign_edits(text, seed=1))
     assert set(edits) == {"year", "genre word", "typo"}
     assert abs(edits["year"].year - 1995) == 1 and edits["year"].words == text.words
-    assert edits["genre word"].words[:2] == text.words and edits["genre word"].words[2] in text.genres
+    genre = edits["genre word"].words
+    assert genre[:2] == text.words and genre[2] in text.genres
     typo = [a != b for a, b in zip(edits["typo"].title, text.title)]
     assert sum(typo) == 2 and sorted(edits["typo"].title) == sorted(text.title)
     found = ta.detection_scores(torch.tensor([True, True, False, False]),

@@ -197,9 +197,13 @@ def encoder_folder(offline: bool | None = None) -> tuple[Path, str]:
             "from the Hugging Face hub.") from error
 
 
-def load_encoder(offline: bool | None = None, device=None, threads: int | None = None,
+def load_encoder(offline: bool | None = None, device=None, threads: int | None = 1,
                  verbose: bool = True) -> TextEncoder:
-    """all-MiniLM-L6-v2 as a frozen :class:`TextEncoder` (see :func:`encoder_folder`)."""
+    """all-MiniLM-L6-v2 as a frozen :class:`TextEncoder` (see :func:`encoder_folder`).
+
+    ``threads``: torch CPU threads while encoding (``None``: torch's setting). One is the
+    default, as everywhere in :mod:`advlib.recsys`: the batches of short titles are small, and on
+    a busy 2-core machine one thread encoded 2 to 3 times faster than two."""
     folder, source = encoder_folder(offline)
     encoder = TextEncoder(folder, source, device=device, threads=threads)
     if verbose:
@@ -278,8 +282,8 @@ class TextRec(nn.Module):
         self.hybrid, self.perturb, self.perturb_users = bool(hybrid), perturb, bool(perturb_users)
         self.register_buffer("text", text.detach().to(torch.float32).clone())
         self.user = nn.Parameter(torch.randn(n_users, dim, generator=g) * init_std)
-        self.proj = nn.Parameter(torch.randn(text.shape[1], dim, generator=g) / text.shape[1] ** 0.5
-                                 * init_std * 10)
+        # unit-length text rows: Q = T W then starts with coordinates of std init_std, like MF's
+        self.proj = nn.Parameter(torch.randn(text.shape[1], dim, generator=g) * init_std)
         self.item_id = nn.Parameter(torch.randn(len(text), dim, generator=g) * init_std) \
             if hybrid else None
 

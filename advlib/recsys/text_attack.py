@@ -67,7 +67,8 @@ class ExposureProblem:
         return (self.scores(text) > self.kth[:, None]).double().mean(0)
 
     def soft(self, text: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
-        """A smooth exposure, ``mean σ((score − kth) / (temperature · spread))``, differentiable."""
+        """A smooth, differentiable exposure:
+        ``mean σ((score − kth) / (temperature · spread))``."""
         text = text.to(self.model.text)
         items = torch.full((len(text),), self.item, dtype=torch.long, device=text.device)
         scores = self.user_vectors @ self.model.item_vectors(text, items).T
@@ -76,7 +77,8 @@ class ExposureProblem:
 
 
 @torch.no_grad()
-def exposure_problem(model: TextRec, item: int, train: Interactions, k: int = 10) -> ExposureProblem:
+def exposure_problem(model: TextRec, item: int, train: Interactions,
+                     k: int = 10) -> ExposureProblem:
     """Set up :class:`ExposureProblem` for ``item`` under ``model`` (users who have it in
     ``train`` are left out; each user's training items are excluded from the ranking)."""
     _positive_int(k, "k")

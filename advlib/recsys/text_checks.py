@@ -59,7 +59,8 @@ def check_exposure(exposure_fn: Callable) -> bool:
                              [False, True, False, False]])
         got = float(_call(exposure_fn, scores, seen, 2, 2))
         # top 2 with the seen items removed: user 0 {1, 2}, user 1 {2, 1}, user 2 {0, 2}
-        assert abs(got - 1.0) < 1e-9, f"item 2 is in every user's top 2 (seen items removed), got {got}"
+        assert abs(got - 1.0) < 1e-9, \
+            f"item 2 is in every user's top 2 (seen items removed), got {got}"
         got = float(_call(exposure_fn, scores, seen, 1, 1))
         assert abs(got - 0.5) < 1e-9, (
             "user 2 has seen item 1, so only users 0 and 1 count; with their seen items removed "
@@ -70,7 +71,8 @@ def check_exposure(exposure_fn: Callable) -> bool:
         for item, k in ((3, 10), (17, 5), (40, 1)):
             want = reference(scores, seen, item, k)
             got = float(_call(exposure_fn, scores, seen, item, k))
-            assert abs(got - want) < 1e-9, f"item {item}, k = {k}: expected {want:.4f}, got {got:.4f}"
+            assert abs(got - want) < 1e-9, \
+                f"item {item}, k = {k}: expected {want:.4f}, got {got:.4f}"
 
     return check("7.2", assertions)
 
@@ -87,7 +89,8 @@ def check_precision_recall(pr_fn: Callable) -> bool:
         precision, recall = (float(v) for v in got)
         assert abs(precision - 2 / 3) < 1e-9 and abs(recall - 2 / 3) < 1e-9, (
             "three edits exceed 0.1 (0.30, 0.20, 0.40), two of them adversarial: precision 2/3; "
-            f"two of the three adversarial edits are flagged: recall 2/3. Got {precision}, {recall}")
+            "two of the three adversarial edits are flagged: recall 2/3. "
+            f"Got {precision}, {recall}")
         precision, recall = (float(v) for v in _call(pr_fn, shift, adversarial, 0.02))
         want = detection_scores(shift > 0.02, adversarial)
         assert abs(precision - want["precision"]) < 1e-9 and abs(recall - want["recall"]) < 1e-9, \

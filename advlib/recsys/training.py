@@ -230,7 +230,9 @@ def train_bpr(train: Interactions, n_users: int, n_items: int, *, dim: int = 64,
     The defaults are the chapter's recipe for MovieLens-100K (small initialisation, large
     batches, a little weight decay: NDCG@10 ≈ 0.30 in about 50 epochs). ``model`` continues
     training a copy of an existing model; by default a fresh
-    ``MF(n_users, n_items, dim, init_std, seed)``. ``threads``: torch CPU threads while
+    ``MF(n_users, n_items, dim, init_std, seed)``. Any model with a ``user`` table, an ``item``
+    table, ``n_users``, ``n_items`` and ``scores`` trains the same way (chapter 7's text towers,
+    :class:`advlib.recsys.text.TextRec`). ``threads``: torch CPU threads while
     training on the CPU (restored afterwards; ``None`` keeps torch's setting): one is fastest
     for tables this small. Defined in chapter 5.
     """
@@ -250,7 +252,9 @@ def train_apr(model: MF | None, train: Interactions, n_users: int, n_items: int,
     """APR: BPR + ``reg_adv`` · BPR under the per-row worst-case perturbation of size ``eps``.
 
     ``model``: the converged BPR model to start from (a copy is trained); ``None`` starts from a
-    fresh ``MF(n_users, n_items, dim, init_std, seed)``. The defaults: the paper's ``eps`` and
+    fresh ``MF(n_users, n_items, dim, init_std, seed)``. A model other than :class:`MF` says
+    where it is perturbed (``adv_inputs`` / ``tables_from``, see :func:`_batch_loss`): chapter
+    7's text towers perturb each item's raw text vector. The defaults: the paper's ``eps`` and
     ``reg_adv``, and a learning rate 5 times lower than BPR's. Defined in chapter 5.
     """
     eps = _check_eps(eps)
