@@ -53,7 +53,8 @@ REQUIRED = (
     "sas_ndcg", "sas_hit", "sas_over_pop", "seeds", "n_seeds", "clean_plain_seeds",
     "clean_at_seeds", "clean_plain_mean", "clean_plain_std", "clean_at_mean", "clean_at_std",
     "at_time_ratio", "max_r", "n_attacked", "damage_ratio", "damage_ratio_r1",
-    "damage_ratio_rmax", "target_rank_before", "target_rank_after", "at_verdict",
+    "damage_ratio_rmax", "target_hr_before", "target_rank_before", "target_rank_after",
+    "at_verdict",
 )
 KEYS = [f"damage_{model}_{method}" for model in ("plain", "at") for method in ("random", "gradient")]
 

@@ -129,6 +129,7 @@ def test_substitution_respects_its_budget(data, trained, method):
     held = data.split.test.item.clone()
     forbid = torch.full((data.n_users,), -1)
     forbid[data.split.test.user] = held
+    forbid[::7] = -1  # -1: nothing forbidden for that user
     path = sq.substitution_path(trained.model, inputs, 3, method=method, forbid=forbid, seed=1)
     assert len(path) == 4 and torch.equal(path[0], data.test_input)
     assert torch.equal(inputs, data.test_input), "the input is not modified in place"

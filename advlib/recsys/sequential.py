@@ -469,6 +469,11 @@ def _gradient_path(model, seqs, r, target, k, forbid) -> list[torch.Tensor]:
     with torch.no_grad():
         clean_top = model.scores(seqs).topk(k, dim=1).indices if target is None else None
     free = current != PAD  # positions still allowed to change
+    banned = None
+    if forbid is not None:  # [B, n_items]: items that may not be inserted (-1: none)
+        banned = torch.zeros(len(seqs), model.n_items, dtype=torch.bool, device=seqs.device)
+        row, col = (forbid >= 0).nonzero(as_tuple=True)
+        banned[row, forbid[row, col]] = True
     rows = torch.arange(len(seqs), device=seqs.device)
     path = [seqs.clone()]
     for _ in range(r):
@@ -480,8 +485,8 @@ def _gradient_path(model, seqs, r, target, k, forbid) -> list[torch.Tensor]:
         gain.scatter_(2, (current - 1).clamp(min=0).unsqueeze(-1), float("-inf"))
         if target is not None:
             gain[..., target] = float("-inf")
-        if forbid is not None:
-            gain.scatter_(2, forbid.unsqueeze(1).expand(-1, gain.shape[1], -1), float("-inf"))
+        if banned is not None:
+            gain.masked_fill_(banned.unsqueeze(1), float("-inf"))
         best = gain.flatten(1).argmax(1)
         position, item = best // model.n_items, best % model.n_items
         can = torch.isfinite(gain.flatten(1)[rows, best])
