@@ -42,6 +42,14 @@ def records(executed) -> dict[str, dict]:
     return {stem: advlib.read_records(path) for stem, path in executed.items()}
 
 
+@pytest.fixture(scope="module")
+def rec(request, records) -> dict:
+    """What the chapter named by the test module's ``NAME`` recorded in the smoke run."""
+    name = request.module.NAME
+    assert name in records, f"{name} is not in _toc.yml or was not executed"
+    return records[name]
+
+
 @pytest.fixture(scope="session")
 def built_site(smoke_mirror) -> Path:
     """The HTML site built with ``jupyter-book build -W`` from the smoke-profile runs."""

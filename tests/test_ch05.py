@@ -153,12 +153,6 @@ def assert_cpu_claims(rec: dict) -> None:
     assert rec["bpr_cos_train"] < -0.7  # "points almost straight against each user row"
 
 
-@pytest.fixture(scope="module")
-def rec(records):
-    assert NAME in records, f"{NAME} is not in _toc.yml or was not executed"
-    return records[NAME]
-
-
 def test_smoke_run_supports_the_chapter_claims(rec):
     assert rec["profile"] == "smoke"
     assert_claims(rec, SMOKE)

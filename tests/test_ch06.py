@@ -127,12 +127,6 @@ def assert_claims(rec: dict, bands: dict) -> None:
         assert rec.get("exercise_" + exercise.replace(".", "_")) is True, f"exercise {exercise}"
 
 
-@pytest.fixture(scope="module")
-def rec(records):
-    assert NAME in records, f"{NAME} is not in _toc.yml or was not executed"
-    return records[NAME]
-
-
 def test_smoke_run_supports_the_chapter_claims(rec):
     assert rec["profile"] == "smoke"
     assert_claims(rec, SMOKE)
