@@ -46,6 +46,7 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ._checks import call_student, check_images, tensor_answer
 from ._checks import check_eps as _check_eps
 
 __all__ = ["fgsm", "pgd", "random_noise", "zoo", "zo_gradient", "attack_loss",
@@ -77,15 +78,7 @@ def _check_choice(name: str, value, choices) -> str:
 
 
 def _check_inputs(x, y=None) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"x must be a torch.Tensor of images, got {type(x).__name__}")
-    if x.dim() < 2:
-        raise ValueError(f"x must be a batch [N, ...] of inputs, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"x must hold floating-point pixels in [0, 1], got dtype {x.dtype}")
-    if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
-        raise ValueError("x must hold pixel values in [0, 1] (no NaN): scale images by 1/255 "
-                         "first and keep the normalisation inside the model")
+    check_images(x)
     if y is None:
         return
     if not isinstance(y, torch.Tensor):
@@ -494,24 +487,7 @@ def zoo(model, x, y, eps, *, norm: str = "linf", queries: int = 20_000, h: float
 
 # --------------------------------------------------------------------------- exercise checks
 
-def _answer(fn: Callable, *args):
-    """Call a student's function: an unfinished stub propagates, any other error is a wrong
-    answer (reported with its type and message)."""
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001 - reported to the student, not swallowed
-        raise AssertionError(f"your function raised {type(error).__name__}: {error}") from error
-
-
-def _tensor_answer(answer, name: str, shape, finite_hint: str = "") -> torch.Tensor:
-    assert isinstance(answer, torch.Tensor), \
-        f"{name} should return a torch.Tensor, got {type(answer).__name__}"
-    assert tuple(answer.shape) == tuple(shape), \
-        f"{name} should return shape {tuple(shape)}, got {tuple(answer.shape)}"
-    assert torch.isfinite(answer).all(), f"{name} returned NaN or infinite values. {finite_hint}"
-    return answer.detach()
+_answer, _tensor_answer = call_student, tensor_answer
 
 
 def _toy_classifier(seed: int = 0, dropout: float = 0.0):

@@ -48,7 +48,10 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ._checks import call_student as _call
 from ._checks import check_eps as _check_eps
+from ._checks import check_images as _check_images
+from ._checks import tensor_answer
 from .exercises import check
 
 __all__ = [
@@ -65,17 +68,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- input checks
-
-def _check_images(x) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"x must be a torch.Tensor of images, got {type(x).__name__}")
-    if x.dim() < 2:
-        raise ValueError(f"x must be a batch [N, ...] of images, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"x must hold floating-point pixels in [0, 1], got dtype {x.dtype}")
-    if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
-        raise ValueError("x must hold pixel values in [0, 1] (no NaN): scale images by 1/255 first")
-
 
 def _check_labels(y, n: int) -> None:
     if not isinstance(y, torch.Tensor):
@@ -292,21 +284,8 @@ def breaking_eps(eps_grid: Sequence[float], accuracies: Sequence[float],
 
 # --------------------------------------------------------------------------- exercise checks
 
-def _call(fn: Callable, *args):
-    """Call a student's function: an unfinished stub propagates, any other error is a wrong answer."""
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001 - reported to the student, not swallowed
-        raise AssertionError(f"your function raised {type(error).__name__}: {error}") from error
-
-
 def _tensor(answer, name: str, shape) -> torch.Tensor:
-    assert isinstance(answer, torch.Tensor), f"{name} should return a torch.Tensor, got {type(answer).__name__}"
-    assert tuple(answer.shape) == tuple(shape), f"{name} should return shape {tuple(shape)}, got {tuple(answer.shape)}"
-    assert torch.isfinite(answer).all(), f"{name} returned NaN or infinite values"
-    return answer.detach().to(torch.float64)
+    return tensor_answer(answer, name, shape).to(torch.float64)
 
 
 def _toy_problem(seed: int, n: int = 64, shape=(1, 6, 6)):

@@ -10,6 +10,7 @@ from typing import Callable
 
 import torch
 
+from .._checks import call_student, tensor_answer
 from ..exercises import check
 from .metrics import ndcg_at_k
 from .training import apr_delta
@@ -17,25 +18,7 @@ from .training import apr_delta
 __all__ = ["check_ndcg", "check_negative_sampler", "check_apr_delta", "check_random_delta",
            "check_sampled_rank"]
 
-
-def _call(fn: Callable, *args):
-    """Call a student's function: an unfinished stub propagates, any other error is a wrong answer."""
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001 - reported to the student, not swallowed
-        raise AssertionError(f"your function raised {type(error).__name__}: {error}") from error
-
-
-def _tensor(answer, name: str, shape) -> torch.Tensor:
-    assert isinstance(answer, torch.Tensor), \
-        f"{name} should return a torch.Tensor, got {type(answer).__name__}"
-    assert tuple(answer.shape) == tuple(shape), \
-        f"{name} should return shape {tuple(shape)}, got {tuple(answer.shape)}"
-    if answer.is_floating_point():
-        assert torch.isfinite(answer).all(), f"{name} returned NaN or infinite values"
-    return answer.detach()
+_call, _tensor = call_student, tensor_answer  # also used by the other chapters' checks
 
 
 def check_ndcg(ndcg_fn: Callable) -> bool:

@@ -37,6 +37,7 @@ from typing import Callable
 
 import torch
 
+from .._checks import call_student as _call
 from ..exercises import check
 from .data import Interactions, item_popularity
 from .models import MF
@@ -437,15 +438,6 @@ def remove_users(train: Interactions, removed) -> Interactions:
 
 
 # --------------------------------------------------------------------------- exercises
-def _call(fn: Callable, *args):
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001 - reported to the student
-        raise AssertionError(f"your function raised {type(error).__name__}: {error}") from error
-
-
 def check_random_attack(attack: Callable) -> bool:
     """Exercise 6.1: ``attack(n_fake, n_users, n_items, targets, filler_size, generator)``
     returns :class:`Interactions` of ``n_fake`` new users (ids ``n_users ..``), each with all the
