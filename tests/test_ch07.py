@@ -72,8 +72,9 @@ REQUIRED = (
     "defended_after_mean", "defended_genre_after_mean", "defended_transfer_mean", "attack_gain",
     "defended_gain", "exposure_cut", "detector_threshold", "detector_precision",
     "detector_recall", "n_benign", "n_adversarial", "benign_flagged", "content_proj_norm",
-    "defended_proj_norm", "content_user_norm", "defended_user_norm", "benign_year_median",
-    "benign_genre_median", "benign_typo_median", "adversarial_shift_median",
+    "defended_proj_norm", "content_user_norm", "defended_user_norm", "attacked_ndcg", "n_seeds",
+    "benign_year_median",
+    "benign_genre_median", "benign_typo_median", "adversarial_shift_median", "cold_random_hit",
 )
 
 
@@ -101,6 +102,7 @@ def assert_claims(rec: dict, bands: dict) -> None:
     assert rec["hybrid_tail_gain"] == pytest.approx(rec["hybrid_tail_hit"] - rec["mf_tail_hit"])
     assert rec["tail_verdict"] == ("beats" if rec["hybrid_tail_gain"] > 0 else "does not beat")
     assert rec["n_cold_items"] > 0 and rec["n_cold_users"] > 0
+    assert 0 < rec["cold_random_hit"] < 1
     # Ranked among all items, the long tail almost never reaches the top 10.
     assert max(rec[f"{m}_tailfull_hit"] for m in ("mf", "content", "hybrid")) < 0.1
 
@@ -125,7 +127,9 @@ def assert_claims(rec: dict, bands: dict) -> None:
     assert rec["attack_gain"] > 0
     assert rec["defended_gain"] <= bands["defended_gain_ratio_max"] * rec["attack_gain"]
     assert rec["defended_after_mean"] < rec["free_after_mean"]
-    assert rec["clean_cost"] == pytest.approx(1 - rec["defended_ndcg"] / rec["content_ndcg"])
+    assert rec["clean_cost"] == pytest.approx(1 - rec["defended_ndcg"] / rec["attacked_ndcg"])
+    if rec["n_seeds"] == 1:
+        assert rec["attacked_ndcg"] == pytest.approx(rec["content_ndcg"])
     assert 0 < rec["clean_cost"] <= bands["clean_cost_max"]
     # "adversarial training shrinks the projection and the user vectors"
     assert rec["defended_proj_norm"] < rec["content_proj_norm"]
@@ -150,6 +154,9 @@ def assert_cpu_claims(rec: dict) -> None:
         1 - rec["defended_after_mean"] / rec["free_after_mean"])
     assert rec["detector_recall"] >= CPU_ONLY["detector_recall_min"]
     assert rec["hybrid_after_mean"] <= rec["hybrid_before_mean"] + 0.05  # "barely moves"
+    # MF on cold items: "close to what a random order gives"; the hybrid far above it
+    assert abs(rec["mf_cold_hit"] - rec["cold_random_hit"]) < 0.15
+    assert rec["hybrid_cold_hit"] > rec["cold_random_hit"] + 0.3
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +204,7 @@ def test_the_claims_can_fail(rec):
     wrong_verdict = dict(rec, tail_verdict="beats" if rec["tail_verdict"] != "beats"
                          else "does not beat")
     score_drop = dict(rec, free_score_gain_min=-0.1)
-    free_lunch = dict(rec, defended_ndcg=rec["content_ndcg"], clean_cost=0.0)
+    free_lunch = dict(rec, defended_ndcg=rec["attacked_ndcg"], clean_cost=0.0)
     unsolved = dict(rec, exercise_7_3=False)
     for bad in (no_lift, useless_defence, cold_loss, wrong_verdict, score_drop, free_lunch,
                 unsolved):
