@@ -154,8 +154,8 @@ def assert_cpu_claims(rec: dict) -> None:
         1 - rec["defended_after_mean"] / rec["free_after_mean"])
     assert rec["detector_recall"] >= CPU_ONLY["detector_recall_min"]
     assert rec["hybrid_after_mean"] <= rec["hybrid_before_mean"] + 0.05  # "barely moves"
-    # MF on cold items: "close to what a random order gives"; the hybrid far above it
-    assert abs(rec["mf_cold_hit"] - rec["cold_random_hit"]) < 0.15
+    # MF on cold items: "no better than a random order"; the hybrid far above it
+    assert rec["mf_cold_hit"] <= rec["cold_random_hit"] + 0.05
     assert rec["hybrid_cold_hit"] > rec["cold_random_hit"] + 0.3
 
 
