@@ -55,7 +55,7 @@ class Profile:
     seq_epochs: int = 10  # most epochs of plain training (early stopping on validation NDCG@10)
     seq_at_epochs: int = 3  # epochs of adversarial (and continued plain) training after that
     seq_seeds: int = 3  # training seeds of the with/without adversarial training comparison
-    seq_attack_users: int = 300  # test users whose histories are attacked; 0 = all
+    seq_attack_users: int = 200  # test users whose histories are attacked; 0 = all
     seq_substitutions: int = 3  # the attack's largest budget r (items substituted per user)
     text_dim: int = 64  # embedding size of the text-reading recommenders (chapter 7)
     text_epochs: int = 15  # most BPR epochs of MF, the content tower and the hybrid (chapter 7)

@@ -13,13 +13,15 @@ The claims:
   number of random substitutions, for every budget r, with and without adversarial training;
   more substitutions do more damage;
 * the targeted attack moves the target up the rankings, more than random substitutions;
-* with adversarial training the damage of the gradient attack is smaller (cpu: over three seeds,
-  mean ± std recorded);
+* with adversarial training the mean damage of the gradient attack over seeds is smaller at every
+  budget (cpu: three seeds, mean ± std recorded; the prose says whether the reduction exceeds the
+  spread over seeds: in the book's run it does not);
 * adversarial training costs time per epoch;
 * every exercise's solution passes its check.
 
-The issue's halving target (adversarial training at most halves the damage, as Yue et al. report
-on MovieLens-1M) is not met by the book's run and is kept, visibly, as a strict xfail.
+Two targets are not met by the book's run and are kept, visibly, as strict xfails: adversarial
+training at most halves the damage (as Yue et al. report on MovieLens-1M), and its reduction of
+the damage at one substitution exceeds the spread over seeds.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ CPU = {
     "sas_over_pop_min": 2.0,
     "damage_r1_min": 0.3,
     "gradient_over_random_min": 3.0,
-    "damage_ratio_max": 0.95,
+    "damage_ratio_max": 1.0,  # smaller on average at every r; not beyond the seed spread
     "target_lift_min": 0.1,
     "n_seeds_min": 3,
 }
@@ -54,7 +56,7 @@ REQUIRED = (
     "clean_at_seeds", "clean_plain_mean", "clean_plain_std", "clean_at_mean", "clean_at_std",
     "at_time_ratio", "max_r", "n_attacked", "damage_ratio", "damage_ratio_r1",
     "damage_ratio_rmax", "target_hr_before", "target_rank_before", "target_rank_after",
-    "at_verdict",
+    "at_verdict", "damage_spread_r1", "spread_verdict",
 )
 KEYS = [f"damage_{model}_{method}" for model in ("plain", "at") for method in ("random", "gradient")]
 
@@ -105,6 +107,11 @@ def assert_claims(rec: dict, bands: dict) -> None:
     assert max(rec["damage_ratio"]) <= bands["damage_ratio_max"], rec["damage_ratio"]
     assert rec["at_verdict"] == ("at most half" if max(rec["damage_ratio"]) <= 0.5 else
                                  "smaller, but more than half")
+    if n > 1:
+        beyond = plain[0] - robust[0] > rec["damage_spread_r1"]
+        assert rec["spread_verdict"].startswith("larger than") == beyond
+    else:
+        assert rec["spread_verdict"] == "not measurable with one seed"
 
     # The targeted attack moves the target up, more than random substitutions do.
     assert rec["target_rank_after"] < rec["target_rank_before"]
@@ -125,9 +132,6 @@ def assert_claims(rec: dict, bands: dict) -> None:
 
 def assert_cpu_claims(rec: dict) -> None:
     """Claims the book's prose makes about the cpu run only (three seeds)."""
-    # on every seed and at every budget, the adversarially trained model loses less
-    for plain, robust in zip(rec["damage_plain_gradient_seeds"], rec["damage_at_gradient_seeds"]):
-        assert all(a < p for a, p in zip(robust, plain)), (plain, robust)
     assert rec["recent_share"] > 0.5  # "the first substitution hits the most recent item"
     # the defence costs clean accuracy, and the targeted attack still lifts the target a lot
     assert rec["at_clean_change"] < 0
@@ -167,6 +171,14 @@ def test_book_run_bands(book_records):
 def test_book_run_adversarial_training_halves_the_damage(book_records):
     rec = book_records[NAME]
     assert max(rec["damage_ratio"]) <= 0.5
+
+
+@pytest.mark.book
+@pytest.mark.xfail(strict=True, reason="issue target not met: the reduction of the damage by "
+                   "adversarial training is within the spread over three seeds (chapter 8)")
+def test_book_run_reduction_exceeds_the_seed_spread(book_records):
+    rec = book_records[NAME]
+    assert rec["spread_verdict"].startswith("larger than")
 
 
 def test_the_claims_can_fail(rec):
