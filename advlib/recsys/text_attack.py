@@ -54,14 +54,14 @@ class ExposureProblem:
     kth: torch.Tensor
     k: int
 
-    @torch.no_grad()
     def scores(self, text: torch.Tensor) -> torch.Tensor:
         """``[len(users), C]`` scores of the item if its text embedding were each row of
-        ``text`` (``[C, d_text]``)."""
+        ``text`` (``[C, d_text]``); differentiable in ``text``."""
         text = text.to(self.model.text)
         items = torch.full((len(text),), self.item, dtype=torch.long, device=text.device)
         return self.user_vectors @ self.model.item_vectors(text, items).T
 
+    @torch.no_grad()
     def hits(self, text: torch.Tensor) -> torch.Tensor:
         """Exposure (HR@k over ``users``) of each row of ``text``: ``[C]``."""
         return (self.scores(text) > self.kth[:, None]).double().mean(0)
@@ -69,9 +69,7 @@ class ExposureProblem:
     def soft(self, text: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
         """A smooth, differentiable exposure:
         ``mean σ((score − kth) / (temperature · spread))``."""
-        text = text.to(self.model.text)
-        items = torch.full((len(text),), self.item, dtype=torch.long, device=text.device)
-        scores = self.user_vectors @ self.model.item_vectors(text, items).T
+        scores = self.scores(text)
         spread = self.kth.abs().mean().clamp(min=1e-6)
         return torch.sigmoid((scores - self.kth[:, None]) / (temperature * spread)).mean(0)
 
