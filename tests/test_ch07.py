@@ -16,7 +16,8 @@ The claims:
   than constrained to genre words; the transfer attack from a surrogate lifts exposure too; the
   hybrid is far less exposed to the same edits;
 * adversarial training in the text-embedding space reduces the attack's gain, at a clean cost;
-* the edit check flags few held-out benign edits;
+* the edit check flags few held-out benign edits; an attacker bounded by its threshold is never
+  flagged and (cpu) still lifts exposure;
 * every exercise's solution passes its check.
 
 One target of the issue is not met by the book's run and is kept, visibly, as a strict xfail: on
@@ -75,6 +76,7 @@ REQUIRED = (
     "defended_proj_norm", "content_user_norm", "defended_user_norm", "attacked_ndcg", "n_seeds",
     "benign_year_median",
     "benign_genre_median", "benign_typo_median", "adversarial_shift_median", "cold_random_hit",
+    "evasive_after_mean", "evasive_flagged",
 )
 
 
@@ -141,6 +143,9 @@ def assert_claims(rec: dict, bands: dict) -> None:
     assert 0 <= rec["detector_recall"] <= 1
     # "a typo moves the vector more than an added genre word", below the adversarial median
     assert rec["benign_genre_median"] < rec["benign_typo_median"] < rec["adversarial_shift_median"]
+    # an attacker bounded by the threshold is never flagged
+    assert rec["evasive_flagged"] == 0
+    assert rec["evasive_after_mean"] >= rec["exposure_before_mean"]
 
     # Every exercise's solution passed its check.
     for exercise in EXERCISES:
@@ -157,6 +162,7 @@ def assert_cpu_claims(rec: dict) -> None:
     # MF on cold items: "no better than a random order"; the hybrid far above it
     assert rec["mf_cold_hit"] <= rec["cold_random_hit"] + 0.05
     assert rec["hybrid_cold_hit"] > rec["cold_random_hit"] + 0.3
+    assert rec["evasive_after_mean"] > rec["exposure_before_mean"] + 0.02  # "still lifts"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,9 @@ so a training set with extra (fake) users appended trains the same way.
 * robustness: :func:`robustness_curve`, :func:`worst_case_perturbation`,
   :func:`random_perturbation`, :func:`attack_gradient`;
 * exercise checks: :mod:`advlib.recsys.checks`;
+* chapter 7, items as text (a frozen sentence encoder, its embedding cache, content and hybrid
+  towers, the long tail): :mod:`advlib.recsys.text`; the title-editing attack, exposure and the
+  edit check: :mod:`advlib.recsys.text_attack`; exercise checks: :mod:`advlib.recsys.text_checks`;
 * chapter 8, a transformer sequence recommender (SASRec), its adversarial training and the
   history-substitution attack: :mod:`advlib.recsys.sequential`.
 """
