@@ -15,7 +15,8 @@ The claims:
 * the title-editing attack raises every target's score and the mean exposure, unconstrained more
   than constrained to genre words; the transfer attack from a surrogate lifts exposure too; the
   hybrid is far less exposed to the same edits;
-* adversarial training in the text-embedding space reduces the attack's gain, at a clean cost;
+* adversarial training in the text-embedding space reduces the attack's gain, at a clean cost; the
+  verdict on a control (the same epochs of plain BPR) matches its numbers;
 * the edit check flags few held-out benign edits; an attacker bounded by its threshold is never
   flagged and (cpu) still lifts exposure;
 * every exercise's solution passes its check.
@@ -76,7 +77,8 @@ REQUIRED = (
     "defended_proj_norm", "content_user_norm", "defended_user_norm", "attacked_ndcg", "n_seeds",
     "benign_year_median",
     "benign_genre_median", "benign_typo_median", "adversarial_shift_median", "cold_random_hit",
-    "evasive_after_mean", "evasive_flagged",
+    "evasive_after_mean", "evasive_flagged", "control_ndcg", "control_after_mean",
+    "control_cut", "control_verdict",
 )
 
 
@@ -133,6 +135,11 @@ def assert_claims(rec: dict, bands: dict) -> None:
     if rec["n_seeds"] == 1:
         assert rec["attacked_ndcg"] == pytest.approx(rec["content_ndcg"])
     assert 0 < rec["clean_cost"] <= bands["clean_cost_max"]
+    # the control (plain BPR, same epochs): its verdict in the prose matches the numbers
+    assert rec["control_cut"] == pytest.approx(
+        1 - rec["control_after_mean"] / rec["free_after_mean"])
+    assert (rec["control_verdict"] == "does not explain the defence") == (
+        rec["control_cut"] < 0.5 * rec["exposure_cut"])
     # "adversarial training shrinks the projection and the user vectors"
     assert rec["defended_proj_norm"] < rec["content_proj_norm"]
     assert rec["defended_user_norm"] < rec["content_user_norm"]
