@@ -174,12 +174,6 @@ def assert_cpu_claims(rec: dict) -> None:
     assert rec["evasive_after_mean"] > rec["exposure_before_mean"] + 0.02  # "still lifts"
 
 
-@pytest.fixture(scope="module")
-def rec(records):
-    assert NAME in records, f"{NAME} is not in _toc.yml or was not executed"
-    return records[NAME]
-
-
 def test_smoke_run_supports_the_chapter_claims(rec):
     assert rec["profile"] == "smoke"
     assert_claims(rec, SMOKE)

@@ -9,8 +9,9 @@ from typing import Callable
 
 import torch
 
+from .._checks import call_student as _call
+from .._checks import tensor_answer as _tensor
 from ..exercises import check
-from .checks import _call, _tensor
 from .text import mean_pool
 from .text_attack import detection_scores
 
