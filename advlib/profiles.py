@@ -87,7 +87,7 @@ PROFILES = {
                    poison_targets=5, poison_fractions=(0.01, 0.03, 0.05),
                    text_epochs=300, text_apr_epochs=20, text_targets=5, text_words=3,
                    text_vocab=300, text_shortlist=12, text_benign=100,
-                   at_epochs=15, at_steps=10, autoattack_size=200),
+                   at_epochs=15, at_steps=10, autoattack_size=100),
     "gpu": Profile("gpu", mnist_train=None, mnist_test=None, linear_epochs=300,
                    regression_epochs=3000, eps_points=21, eval_size=None, cnn_epochs=10,
                    check_size=2000, zoo_examples=500, zoo_queries=40 * 257, progress=True,

@@ -21,11 +21,16 @@ The claims, at the chapter's ℓ∞ radius ``eps``:
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import papermill
 import pytest
 
 import advlib
+from advlib.data import DataUnavailableError, load_fashion_mnist
 
 NAME = "04_mnist_case_study"
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / f"{NAME}.ipynb"
 
 SMOKE = {
     "profile": "smoke",
@@ -151,3 +156,21 @@ def test_the_claims_can_fail(rec):
     for bad in (no_leak, at_useless, fgsm_stronger, rising, wrong_cost, unfinished):
         with pytest.raises(AssertionError):
             assert_claims(bad, SMOKE)
+
+
+def test_the_dataset_switch_tells_the_same_story_on_fashion_mnist(tmp_path, monkeypatch):
+    """``DATASET = "fashion"`` runs the whole chapter on Fashion-MNIST (the Debian package,
+    offline), and the smoke claims hold there too."""
+    try:
+        load_fashion_mnist(source="debian", n_train=10, n_test=10)
+    except DataUnavailableError:
+        pytest.skip("Debian package dataset-fashion-mnist is not installed")
+    for key, value in {"ADVLIB_PROFILE": "smoke", "ADVLIB_OFFLINE": "1", "TQDM_DISABLE": "1"}.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / CHAPTER.name
+    papermill.execute_notebook(str(CHAPTER), str(out), kernel_name="python3",
+                               cwd=str(CHAPTER.parent), parameters={"DATASET": "fashion"},
+                               progress_bar=False)
+    rec = advlib.read_records(out)
+    assert rec["dataset"] == "fashion" and rec["data_source"] == "debian"
+    assert_claims(rec, dict(SMOKE, clean_standard_min=0.65))  # Fashion-MNIST is harder

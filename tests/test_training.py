@@ -103,6 +103,23 @@ def test_same_generator_same_training():
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
+def test_a_guard_that_never_fires_leaves_training_unchanged():
+    """Chapter 4 reuses the probe's run as the guarded run when the probe never dropped."""
+    x, y = tiny_data()
+    states = []
+    for max_drop in (None, float("inf"), 0.20):
+        model = tiny_model()
+        guard = None if max_drop is None else T.OverfittingGuard(
+            x[:50], y[:50], 0.05, steps=3, max_drop=max_drop,
+            generator=torch.Generator().manual_seed(5))
+        T.adversarial_train(model, x, y, 3, T.fgsm_rs(0.1), lr=1e-2, schedule="cyclic",
+                            guard=guard, generator=torch.Generator().manual_seed(3))
+        assert guard is None or guard.rolled_back_at is None
+        states.append(model.state_dict())
+    for other in states[1:]:
+        assert all(torch.equal(states[0][k], other[k]) for k in states[0])
+
+
 def test_pgd_at_raises_robust_accuracy_on_real_digits(digits):
     x, y, x_test, y_test = digits
     eps = 0.1
