@@ -194,7 +194,7 @@ def test_book_run_bands(book_records):
 
 
 @pytest.mark.book
-@pytest.mark.xfail(strict=True, reason="issue 7 target not met on the long tail: among items with "
+@pytest.mark.xfail(strict=True, reason="the long-tail target is not met: among items with "
                    "at most 10 training interactions the hybrid's HR@10 is below MF's; it beats "
                    "MF on cold items only (chapter 7, where text helps)")
 def test_book_run_hybrid_beats_mf_on_the_long_tail(book_records):
