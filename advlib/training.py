@@ -68,7 +68,8 @@ def train(model, x, y, epochs: int, *, lr: float = 1e-3, batch_size: int = 100,
 # cost accounting, saved models, and the chapter's exercise checks.
 
 __all__ += ["TrainingAttack", "pgd_at", "fgsm_rs", "trades", "run_epoch", "EpochResult",
-            "OverfittingGuard", "adversarial_train", "grad_evals_per_example", "trades_loss",
+            "OverfittingGuard", "first_collapse", "adversarial_train", "grad_evals_per_example",
+            "trades_loss",
             "save_model", "load_model", "file_sha256",
             "check_fgsm_rs_delta", "check_trades_loss", "check_stronger_evaluation",
             "check_grad_evals"]
@@ -234,6 +235,16 @@ def run_epoch(model, x, y, attack: TrainingAttack | None = None, *, opt=None, sc
                        time.perf_counter() - start, len(y))
 
 
+def first_collapse(history: list[float], max_drop: float = 0.20) -> int | None:
+    """The first epoch (1-based; ``history[0]`` is the model before training) whose robust
+    accuracy fell by more than ``max_drop`` below the epoch before: the one
+    :class:`OverfittingGuard` rolls back. None if there is none."""
+    for epoch in range(1, len(history)):
+        if history[epoch - 1] - history[epoch] > max_drop:
+            return epoch
+    return None
+
+
 class OverfittingGuard:
     """Wong et al.'s guard against catastrophic overfitting of FGSM training: after each epoch,
     PGD accuracy on a fixed training batch ``(x, y)``; if it falls by more than ``max_drop``
@@ -260,9 +271,8 @@ class OverfittingGuard:
             return (model(x_adv).argmax(1) == self.y).float().mean().item()
 
     def check(self, model) -> bool:
-        acc = self.robust_accuracy(model)
-        self.history.append(acc)
-        if len(self.history) >= 2 and self.history[-2] - acc > self.max_drop \
+        self.history.append(self.robust_accuracy(model))
+        if first_collapse(self.history, self.max_drop) == len(self.history) - 1 \
                 and self._best_state is not None:
             model.load_state_dict(self._best_state)
             self.rolled_back_at = len(self.history) - 1

@@ -103,6 +103,13 @@ def test_same_generator_same_training():
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
+def test_first_collapse_is_the_epoch_the_guard_rolls_back():
+    assert T.first_collapse([0.0, 0.5, 0.8, 0.55, 0.9]) == 3  # drop 0.25 > 0.20
+    assert T.first_collapse([0.0, 0.5, 0.8, 0.61, 0.9]) is None  # drop 0.19
+    assert T.first_collapse([0.0, 0.5, 0.8, 0.55], max_drop=0.3) is None
+    assert T.first_collapse([]) is None and T.first_collapse([0.9]) is None
+
+
 def test_a_guard_that_never_fires_leaves_training_unchanged():
     """Chapter 4 reuses the probe's run as the guarded run when the probe never dropped."""
     x, y = tiny_data()
